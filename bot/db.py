@@ -1,0 +1,144 @@
+"""Database engines, sessions and migrations (async SQLAlchemy; SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def is_sqlite(url: str) -> bool:
+    """True for an SQLite URL."""
+    return url.startswith("sqlite")
+
+
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, schema: str = ""
+) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL, foreign keys and serialised write transactions."""
+    if is_sqlite(url):
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            # Parameters can hold names and message texts: keep them out of logs and errors.
+            hide_parameters=True,
+            connect_args={"timeout": 30},
+        )
+        _configure_sqlite(engine)
+        return engine
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+    if schema:
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _use_schema(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            cursor.execute(f'SET search_path TO "{schema}"')
+            cursor.close()
+
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Let us issue BEGIN ourselves (below) instead of pysqlite's deferred transactions.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection) -> None:
+        # A deferred transaction that reads and then writes can fail with SQLITE_BUSY when
+        # another writer got in between; taking the write lock up front serialises cleanly.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=True)
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit when the block ends, roll back if it raises."""
+    async with sessions() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def render_item(type_, obj, autogen_context):
+    """Alembic hook: write our column types as plain SQLAlchemy ones in generated migrations."""
+    from models.base import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    if type_ == "type" and obj.__class__.__module__.startswith("sqlmodel"):
+        length = getattr(obj, "length", None)
+        return f"sa.String(length={length})" if length else "sa.String()"
+    return False
+
+
+def alembic_config(connection: sa.Connection | None = None):
+    """Alembic's configuration pointing at moim's migrations (optionally sharing a connection)."""
+    from alembic.config import Config as AlembicConfig
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema up to ``revision`` with Alembic."""
+    from alembic import command
+
+    def upgrade(connection: sa.Connection) -> None:
+        command.upgrade(alembic_config(connection), revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(upgrade)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The schema revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    def read(connection: sa.Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+def run_blocking(coroutine):
+    """Run a coroutine to completion from synchronous code (the CLI)."""
+    return asyncio.run(coroutine)

@@ -1,0 +1,40 @@
+"""All tables; importing this package registers every table on SQLModel.metadata."""
+
+from models.members import BotAdmin, Member
+from models.organizations import (
+    LinkedChat,
+    Membership,
+    NetworkMember,
+    Organization,
+    OrgKind,
+    Role,
+    Tier,
+)
+from models.system import (
+    AuditLog,
+    ConversationState,
+    Delivery,
+    DeliveryStatus,
+    JobStatus,
+    ProcessedUpdate,
+    ScheduledJob,
+)
+
+__all__ = [
+    "AuditLog",
+    "BotAdmin",
+    "ConversationState",
+    "Delivery",
+    "DeliveryStatus",
+    "JobStatus",
+    "LinkedChat",
+    "Member",
+    "Membership",
+    "NetworkMember",
+    "OrgKind",
+    "Organization",
+    "ProcessedUpdate",
+    "Role",
+    "ScheduledJob",
+    "Tier",
+]
