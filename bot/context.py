@@ -1,0 +1,179 @@
+"""The per-update scope (one session, replies sent after commit) and moim's typed context."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from bot import telegram_io
+from bot.render import Rendered, plain_text
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+    from models import Member
+
+
+@dataclass(frozen=True)
+class Action:
+    """A Bot API call to make once the update's transaction has committed."""
+
+    call: Callable[[ExtBot], Awaitable[Any]]
+    chat_id: int | None = None
+
+    async def __call__(self, bot: ExtBot) -> Any:
+        return await self.call(bot)
+
+
+@dataclass
+class UpdateScope:
+    """Everything that belongs to handling one update."""
+
+    session: AsyncSession
+    now: dt.datetime
+    update_id: int | None = None
+    member: Member | None = None
+    language: str = "ko"
+    is_admin: bool = False
+    actions: list[Action] = field(default_factory=list)
+    # What to send if handling fails (the apology); replaces ``actions`` then.
+    failure_actions: list[Action] = field(default_factory=list)
+    failed: bool = False
+    duplicate: bool = False  # another instance handled the same update id first
+    # Work for after commit that needs the database again (e.g. remember a sent message's id).
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+_current_scope: contextvars.ContextVar[UpdateScope | None] = contextvars.ContextVar(
+    "moim_update_scope", default=None
+)
+
+
+def current_scope() -> UpdateScope:
+    """The scope of the update being handled (raises outside of update handling)."""
+    scope = _current_scope.get()
+    if scope is None:
+        raise RuntimeError("no update is being handled here")
+    return scope
+
+
+def enter_scope(scope: UpdateScope) -> contextvars.Token:
+    """Make ``scope`` current for this task."""
+    return _current_scope.set(scope)
+
+
+def leave_scope(token: contextvars.Token) -> None:
+    """Restore the previous scope."""
+    _current_scope.reset(token)
+
+
+class MoimApplication(Application):
+    """PTB's Application carrying moim's runtime."""
+
+    def __init__(self, *, runtime: Runtime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runtime = runtime
+
+
+class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
+    """The context handlers get: the update's session, member, language, and reply helpers."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """The application's runtime."""
+        return self.application.runtime  # type: ignore[attr-defined]
+
+    @property
+    def scope(self) -> UpdateScope:
+        """This update's scope."""
+        return current_scope()
+
+    @property
+    def session(self) -> AsyncSession:
+        """This update's database session (committed once, after the handlers ran)."""
+        return self.scope.session
+
+    @property
+    def now(self) -> dt.datetime:
+        """The time this update is handled at (from the injected clock)."""
+        return self.scope.now
+
+    @property
+    def member(self) -> Member | None:
+        """The registered member who sent this update, if any."""
+        return self.scope.member
+
+    @property
+    def language(self) -> str:
+        """The language to answer in."""
+        return self.scope.language
+
+    def render(self, template: str, **values: Any) -> Rendered:
+        """Render a template in this person's language."""
+        return self.runtime.renderer.render(template, self.language, **values)
+
+    def later(self, call: Callable[[ExtBot], Awaitable[Any]], chat_id: int | None = None) -> None:
+        """Make a Bot API call after the transaction commits (never if it rolls back)."""
+        self.scope.actions.append(Action(call, chat_id))
+
+    def send(
+        self,
+        chat_id: int,
+        rendered: Rendered,
+        *,
+        on_sent: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> None:
+        """Send a message after commit; ``on_sent(message)`` runs afterwards if given."""
+
+        async def action(bot: ExtBot) -> None:
+            messages = await telegram_io.send(bot, chat_id, rendered)
+            if on_sent is not None:
+                await on_sent(messages[-1])
+
+        self.later(action, chat_id)
+
+    def reply(self, update: Any, rendered: Rendered) -> None:
+        """Answer in the chat the update came from."""
+        self.send(update.effective_chat.id, rendered)
+
+    def edit(self, chat_id: int, message_id: int, rendered: Rendered) -> None:
+        """Replace a message's text and buttons after commit."""
+        self.later(lambda bot: telegram_io.edit(bot, chat_id, message_id, rendered), chat_id)
+
+    def answer(
+        self, update: Any, text: str | None = None, *, alert: bool = False, url: str | None = None
+    ) -> None:
+        """Answer the pressed button: a small notice, an alert, or a t.me link to open."""
+        query = update.callback_query
+        if query is None:
+            return
+        plain = plain_text(text)[:200] if text else None
+        self.later(
+            lambda bot: bot.answer_callback_query(query.id, text=plain, show_alert=alert, url=url)
+        )
+
+    def send_document(
+        self, chat_id: int, *, filename: str, data: bytes, caption: Rendered | None = None
+    ) -> None:
+        """Send a file after commit."""
+        self.later(
+            lambda bot: telegram_io.send_document(
+                bot, chat_id, filename=filename, data=data, caption=caption
+            ),
+            chat_id,
+        )
+
+    def send_photo(self, chat_id: int, *, data: bytes, caption: Rendered | None = None) -> None:
+        """Send an image after commit."""
+        self.later(
+            lambda bot: telegram_io.send_photo(bot, chat_id, data=data, caption=caption), chat_id
+        )
+
+    def after_commit(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` (which opens its own session) once this update has committed."""
+        self.scope.after_commit.append(work)

@@ -1,0 +1,201 @@
+"""How one update is handled: in chat order, a few chats at a time, in one transaction.
+
+For every update: take the chat's turn (updates of one chat never overtake each other), open
+one database session, skip the update if its id was handled before, load the person, run the
+handlers, record the update id and commit once — and only then make the Bot API calls the
+handlers asked for. A failed update is rolled back and the person gets an apology instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError
+from telegram import Update
+from telegram.error import ChatMigrated, Forbidden, TelegramError
+from telegram.ext import BaseUpdateProcessor
+
+from bot.context import Action, UpdateScope, enter_scope, leave_scope
+from bot.db import transaction
+from bot.i18n import negotiate_language
+from bot.services import members, organizations, updates
+
+if TYPE_CHECKING:
+    from bot.context import MoimApplication
+
+log = logging.getLogger(__name__)
+
+
+class ChatLocks:
+    """One FIFO lock per chat, created on demand and dropped when nobody holds or waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Any, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: Any):
+        """Wait for this chat's turn."""
+        if key is None:
+            yield
+            return
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+def order_key(update: object) -> Any:
+    """Updates with the same key are handled one after another, in arrival order."""
+    if isinstance(update, Update):
+        if update.effective_chat is not None:
+            return ("chat", update.effective_chat.id)
+        if update.effective_user is not None:
+            return ("user", update.effective_user.id)
+    return None
+
+
+class UpdateProcessor(BaseUpdateProcessor):
+    """Concurrent across chats, ordered within a chat, one transaction per update."""
+
+    def __init__(self, concurrency: int) -> None:
+        # PTB's own semaphore only bounds tasks in flight; the real bound is ``_slots``, taken
+        # after the chat's turn so that one busy chat cannot occupy every slot.
+        super().__init__(max_concurrent_updates=max(64, concurrency * 32))
+        self._slots = asyncio.Semaphore(concurrency)
+        self._chats = ChatLocks()
+        self.application: MoimApplication | None = None
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def initialize(self) -> None:
+        """Nothing to open."""
+
+    async def shutdown(self) -> None:
+        """Nothing to close."""
+
+    async def wait_idle(self) -> None:
+        """Return once no update is being handled (for tests and graceful shutdown)."""
+        await self._idle.wait()
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Handle one update in its chat's turn."""
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            async with self._chats.hold(order_key(update)), self._slots:
+                await self.handle(update, coroutine)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def handle(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Run the handlers in one transaction, then send what they asked for."""
+        application = self.application
+        assert application is not None, "UpdateProcessor.application is set by build_application"
+        runtime = application.runtime
+        update_id = update.update_id if isinstance(update, Update) else None
+        async with runtime.sessions() as session:
+            scope = UpdateScope(session=session, now=runtime.now(), update_id=update_id)
+            token = enter_scope(scope)
+            try:
+                if update_id is not None and await updates.already_processed(session, update_id):
+                    log.info("update %s was handled before; skipped", update_id)
+                    _discard(coroutine)
+                    return
+                await _load_person(scope, update, runtime)
+                await coroutine
+                if scope.failed:
+                    await session.rollback()
+                else:
+                    await self._commit(scope, update, update_id)
+            finally:
+                leave_scope(token)
+        if scope.duplicate:  # found at commit: the update already had its effect elsewhere
+            return
+        for action in scope.failure_actions if scope.failed else scope.actions:
+            await self.run_action(action)
+        if not scope.failed:
+            for work in scope.after_commit:
+                try:
+                    await work()
+                except Exception:
+                    log.exception("after-commit work failed for update %s", update_id)
+            runtime.wake_sender()
+
+    async def _commit(self, scope: UpdateScope, update: object, update_id: int | None) -> None:
+        session = scope.session
+        if update_id is not None:
+            updates.mark_processed(session, update_id, now=scope.now)
+        try:
+            await session.commit()
+        except IntegrityError as error:
+            await session.rollback()
+            if update_id is not None and await updates.already_processed(session, update_id):
+                # Another instance handled the same update at the same time and won.
+                log.info("update %s was handled concurrently elsewhere; dropped", update_id)
+                scope.duplicate = True
+                return
+            scope.actions.clear()
+            await self.application.process_error(update, error)  # type: ignore[union-attr]
+            scope.failed = True
+
+    async def run_action(self, action: Action) -> None:
+        """Make one Bot API call; a blocked person is marked unreachable, nothing is raised."""
+        bot = self.application.bot  # type: ignore[union-attr]
+        runtime = self.application.runtime  # type: ignore[union-attr]
+        chat_id = action.chat_id
+        try:
+            await action(bot)
+        except Forbidden:
+            if chat_id is not None and chat_id > 0:
+                async with transaction(runtime.sessions) as session:
+                    await members.mark_unreachable(session, chat_id, now=runtime.now())
+            log.info("chat %s cannot be reached (blocked or left)", chat_id)
+        except ChatMigrated as error:
+            if chat_id is not None:
+                async with transaction(runtime.sessions) as session:
+                    await organizations.migrate_chat(
+                        session, old_chat_id=chat_id, new_chat_id=error.new_chat_id
+                    )
+        except TelegramError as error:
+            log.warning("Bot API call failed after commit: %s: %s", type(error).__name__, error)
+
+
+def _discard(coroutine: Awaitable[Any]) -> None:
+    close = getattr(coroutine, "close", None)
+    if close is not None:
+        close()
+
+
+async def _load_person(scope: UpdateScope, update: object, runtime) -> None:
+    """Find the member behind the update and the language to answer in."""
+    user = update.effective_user if isinstance(update, Update) else None
+    config = runtime.config
+    scope.language = config.bot.default_language
+    if user is None:
+        return
+    scope.language = negotiate_language(user.language_code, config.bot.default_language)
+    member = await members.by_telegram_id(scope.session, user.id)
+    scope.is_admin = await members.is_admin(scope.session, user.id, config.bot.admins)
+    if member is None or member.deleted_at is not None:
+        return
+    scope.member = member
+    scope.language = member.language

@@ -1,0 +1,13 @@
+"""Telegram handlers, one module per feature; each module's ``register(app)`` wires it in."""
+
+from handlers import errors, members, organizations
+
+# Order matters only for handlers in the same group: earlier features win.
+FEATURES = (members, organizations)
+
+
+def register_all(app) -> None:
+    """Add every feature's handlers and the error handler to the application."""
+    for feature in FEATURES:
+        feature.register(app)
+    errors.register(app)
