@@ -49,3 +49,19 @@ def utc(moment: dt.datetime) -> dt.datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+class OffsetClock:
+    """The real clock moved forward by hand (the sandbox's /skip, to try reminders)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def now(self) -> dt.datetime:
+        """System time plus the offset."""
+        return dt.datetime.now(UTC) + self.offset
+
+    def skip(self, delta: dt.timedelta) -> dt.datetime:
+        """Jump ahead by ``delta``; returns the new time."""
+        self.offset += delta
+        return self.now()

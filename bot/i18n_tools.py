@@ -30,8 +30,8 @@ JINJA_OPTIONS = {
 def extract(feature_dir: Path) -> Catalog:
     """Every translatable message in one feature's templates."""
     catalog = Catalog(project="moim", fuzzy=False)
-    method_map = [("**.html", "jinja2.ext:babel_extract")]
-    options_map = {"**.html": JINJA_OPTIONS}
+    method_map = [("**.html", "jinja2.ext:babel_extract"), ("**.txt", "jinja2.ext:babel_extract")]
+    options_map = {"**.html": JINJA_OPTIONS, "**.txt": JINJA_OPTIONS}
     for filename, lineno, message, comments, context in extract_from_dir(
         str(feature_dir), method_map, options_map
     ):
@@ -65,6 +65,8 @@ def update() -> None:
             if path.exists():
                 with path.open("rb") as handle:
                     catalog = read_po(handle, locale=language)
+                # Keep the header's dates, so an update without new messages changes nothing.
+                template.creation_date = catalog.creation_date
             else:
                 catalog = Catalog(locale=language, project="moim")
             catalog.update(template, no_fuzzy_matching=True)

@@ -107,6 +107,35 @@ def _plain(text: str) -> str:
     return Markup(text).unescape() if isinstance(text, Markup) else str(text)
 
 
+_BLOCK_TAG = re.compile(r"\{%.*?%\}", re.S)
+
+
+def keep_text_line_breaks(source: str) -> str:
+    """Make templates read as written: a line with text keeps its line break, a line of only
+    control tags ({% if %}, {% do kb.button(...) %}) disappears.
+
+    Jinja's trim_blocks would also eat the line break after a text line that ends in a tag
+    ("• {% trans %}...{% endtrans %}"); such tags get a "+" so it stays.
+    """
+    lines = source.split("\n")
+    for index, line in enumerate(lines):
+        stripped = line.rstrip()
+        if not stripped.endswith("%}") or stripped.endswith(("+%}", "-%}")):
+            continue
+        has_text = bool(_BLOCK_TAG.sub("", stripped).strip())
+        if has_text or stripped.lstrip().startswith("{% endtrans"):
+            lines[index] = stripped[:-2] + "+%}"
+    return "\n".join(lines)
+
+
+class TemplateLoader(jinja2.FileSystemLoader):
+    """Loads templates with :func:`keep_text_line_breaks` applied."""
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        return keep_text_line_breaks(source), filename, uptodate
+
+
 class Renderer:
     """Renders templates in a language; one Jinja2 environment per language."""
 
@@ -126,8 +155,11 @@ class Renderer:
 
     def _environment(self, catalog: Catalog, template_dir: Path) -> jinja2.Environment:
         environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(template_dir)),
-            autoescape=True,
+            loader=TemplateLoader(str(template_dir)),
+            # Telegram messages (.html) are escaped; terminal texts (.txt, the sandbox) are not.
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html",), disabled_extensions=("txt",), default=True
+            ),
             trim_blocks=True,
             lstrip_blocks=True,
             undefined=jinja2.StrictUndefined,

@@ -83,6 +83,8 @@ async def serve_webhook(application: MoimApplication, config: Config) -> None:
         )
     )
     async with application:
+        # post_init/post_shutdown run by themselves only inside run_polling().
+        await application.post_init(application)
         await application.start()
         await application.bot.set_webhook(
             config.telegram.webhook_url,
@@ -99,3 +101,4 @@ async def serve_webhook(application: MoimApplication, config: Config) -> None:
             await server.serve()
         finally:
             await application.stop()
+            await application.post_shutdown(application)

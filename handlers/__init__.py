@@ -10,4 +10,5 @@ def register_all(app) -> None:
     """Add every feature's handlers and the error handler to the application."""
     for feature in FEATURES:
         feature.register(app)
+    members.register_fallbacks(app)
     errors.register(app)

@@ -48,16 +48,16 @@ def register(app: MoimApplication) -> None:
     app.add_handler(CommandHandler("cancel", cancel_flow))
     app.add_handler(ChatMemberHandler(bot_membership_changed, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, chat_migrated))
-    # Lowest priority: free text goes to the person's open flow, unknown commands get a hint.
-    app.add_handler(
-        MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, continue_flow),
-        group=10,
-    )
-    app.add_handler(
-        MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, unknown_command), group=10
-    )
     features.help_templates.insert(0, "members/help.html")
     features.command_menus.insert(0, "members/command_menu.html")
+
+
+def register_fallbacks(app: MoimApplication) -> None:
+    """Last in line (after every feature): free text to the open flow, unknown commands a hint."""
+    app.add_handler(
+        MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, continue_flow)
+    )
+    app.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, unknown_command))
 
 
 async def gate(update: Update, context: MoimContext) -> None:

@@ -418,10 +418,6 @@ async def add_to_network(
     now: dt.datetime,
 ) -> bool:
     """Make a group part of a network; False if it already was."""
-    if network.kind != OrgKind.NETWORK:
-        raise InvalidInput(field="network", reason="not_network")
-    if group.kind != OrgKind.GROUP or group.id == network.id:
-        raise InvalidInput(field="network", reason="not_group")
     if actor is not None:
         await require_organizer(
             session,
@@ -431,6 +427,10 @@ async def add_to_network(
             action="network.add",
             is_bot_admin=is_bot_admin,
         )
+    if network.kind != OrgKind.NETWORK:
+        raise InvalidInput(field="network", reason="not_network")
+    if group.kind != OrgKind.GROUP or group.id == network.id:
+        raise InvalidInput(field="network", reason="not_group")
     exists = (
         await session.exec(
             select(NetworkMember).where(

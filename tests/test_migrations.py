@@ -1,0 +1,53 @@
+"""Schema: migrations build exactly what the models describe, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+import models  # noqa: F401
+from bot.app import build_runtime
+from bot.db import current_revision, migrate, render_item
+
+
+async def test_models_and_migrations_agree(config, clock):
+    runtime = build_runtime(config, clock)
+    try:
+        await migrate(runtime.engine)
+
+        def diff(connection):
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "render_item": render_item}
+            )
+            return compare_metadata(context, SQLModel.metadata)
+
+        async with runtime.engine.connect() as connection:
+            differences = await connection.run_sync(diff)
+        assert differences == []
+    finally:
+        await runtime.engine.dispose()
+
+
+async def test_migrate_is_idempotent_and_downgrades(config, clock):
+    runtime = build_runtime(config, clock)
+    try:
+        await migrate(runtime.engine)
+        head = await current_revision(runtime.engine)
+        await migrate(runtime.engine)
+        assert await current_revision(runtime.engine) == head
+        await migrate_down(runtime.engine)
+        assert await current_revision(runtime.engine) is None
+        await migrate(runtime.engine)
+        assert await current_revision(runtime.engine) == head
+    finally:
+        await runtime.engine.dispose()
+
+
+async def migrate_down(engine):
+    from alembic import command
+
+    from bot.db import alembic_config
+
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda c: command.downgrade(alembic_config(c), "base"))
