@@ -13,6 +13,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot import telegram_io
 from bot.render import Rendered, plain_text
+from bot.services import members
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -39,7 +40,9 @@ class UpdateScope:
     update_id: int | None = None
     member: Member | None = None
     language: str = "ko"
-    is_admin: bool = False
+    telegram_user_id: int | None = None
+    # Whether the person administers the bot: looked up on first use (few handlers need it).
+    admin: bool | None = None
     actions: list[Action] = field(default_factory=list)
     # What to send if handling fails (the apology); replaces ``actions`` then.
     failure_actions: list[Action] = field(default_factory=list)
@@ -112,6 +115,15 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
     def language(self) -> str:
         """The language to answer in."""
         return self.scope.language
+
+    async def is_admin(self) -> bool:
+        """True if the person behind this update administers the bot (checked once)."""
+        scope = self.scope
+        if scope.admin is None:
+            scope.admin = scope.telegram_user_id is not None and await members.is_admin(
+                scope.session, scope.telegram_user_id, self.runtime.config.bot.admins
+            )
+        return scope.admin
 
     def render(self, template: str, **values: Any) -> Rendered:
         """Render a template in this person's language."""

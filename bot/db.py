@@ -34,6 +34,14 @@ def make_engine(
             # Parameters can hold names and message texts: keep them out of logs and errors.
             hide_parameters=True,
             connect_args={"timeout": 30},
+            # SQLite has one writer at a time, and a waiting writer sleeps in SQLite's busy
+            # handler with growing back-off. One connection makes transactions queue in
+            # asyncio instead, and each starts the moment the previous one ends.
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=120,
+            # Every session ends its transaction itself; no extra ROLLBACK on each return.
+            pool_reset_on_return=None,
         )
         _configure_sqlite(engine)
         return engine

@@ -22,7 +22,7 @@ from telegram.ext import BaseUpdateProcessor
 from bot.context import Action, UpdateScope, enter_scope, leave_scope
 from bot.db import transaction
 from bot.i18n import negotiate_language
-from bot.services import members, organizations, updates
+from bot.services import members, organizations, outbox, updates
 
 if TYPE_CHECKING:
     from bot.context import MoimApplication
@@ -116,16 +116,19 @@ class UpdateProcessor(BaseUpdateProcessor):
             scope = UpdateScope(session=session, now=runtime.now(), update_id=update_id)
             token = enter_scope(scope)
             try:
-                if update_id is not None and await updates.already_processed(session, update_id):
-                    log.info("update %s was handled before; skipped", update_id)
-                    _discard(coroutine)
-                    return
                 await _load_person(scope, update, runtime)
                 await coroutine
                 if scope.failed:
                     await session.rollback()
+                    # A twin of this update may have succeeded meanwhile (another instance):
+                    # then there is nothing to apologise for.
+                    if update_id is not None and await updates.already_processed(
+                        session, update_id
+                    ):
+                        scope.duplicate = True
                 else:
                     await self._commit(scope, update, update_id)
+                wrote_outbox = outbox.enqueued_in(session)
             finally:
                 leave_scope(token)
         if scope.duplicate:  # found at commit: the update already had its effect elsewhere
@@ -138,21 +141,23 @@ class UpdateProcessor(BaseUpdateProcessor):
                     await work()
                 except Exception:
                     log.exception("after-commit work failed for update %s", update_id)
-            runtime.wake_sender()
+            if wrote_outbox:
+                runtime.wake_sender()
 
     async def _commit(self, scope: UpdateScope, update: object, update_id: int | None) -> None:
         session = scope.session
-        if update_id is not None:
-            updates.mark_processed(session, update_id, now=scope.now)
         try:
+            if update_id is not None and not await updates.mark_processed(
+                session, update_id, now=scope.now
+            ):
+                # Handled before (a redelivery), or by a twin at the same moment: one effect.
+                log.info("update %s was handled before; its repeat is dropped", update_id)
+                await session.rollback()
+                scope.duplicate = True
+                return
             await session.commit()
         except IntegrityError as error:
             await session.rollback()
-            if update_id is not None and await updates.already_processed(session, update_id):
-                # Another instance handled the same update at the same time and won.
-                log.info("update %s was handled concurrently elsewhere; dropped", update_id)
-                scope.duplicate = True
-                return
             scope.actions.clear()
             await self.application.process_error(update, error)  # type: ignore[union-attr]
             scope.failed = True
@@ -179,12 +184,6 @@ class UpdateProcessor(BaseUpdateProcessor):
             log.warning("Bot API call failed after commit: %s: %s", type(error).__name__, error)
 
 
-def _discard(coroutine: Awaitable[Any]) -> None:
-    close = getattr(coroutine, "close", None)
-    if close is not None:
-        close()
-
-
 async def _load_person(scope: UpdateScope, update: object, runtime) -> None:
     """Find the member behind the update and the language to answer in."""
     user = update.effective_user if isinstance(update, Update) else None
@@ -193,8 +192,8 @@ async def _load_person(scope: UpdateScope, update: object, runtime) -> None:
     if user is None:
         return
     scope.language = negotiate_language(user.language_code, config.bot.default_language)
+    scope.telegram_user_id = user.id
     member = await members.by_telegram_id(scope.session, user.id)
-    scope.is_admin = await members.is_admin(scope.session, user.id, config.bot.admins)
     if member is None or member.deleted_at is not None:
         return
     scope.member = member

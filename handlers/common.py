@@ -63,7 +63,7 @@ def moim_handler(
                     return
                 if registered and context.member is None:
                     raise NotRegistered()
-                if admin and not context.scope.is_admin:
+                if admin and not await context.is_admin():
                     raise NotAdmin()
                 await func(update, context, *extra)
             except DomainError as error:
@@ -137,7 +137,7 @@ async def resolve_org(
     if member is None:
         raise NotRegistered()
     session = context.session
-    is_admin = context.scope.is_admin
+    is_admin = await context.is_admin()
     org: Organization | None = None
     if slug:
         org = await organizations.by_slug(session, slug)
@@ -196,7 +196,7 @@ async def org_from_button(
         org=org,
         now=context.now,
         action=action,
-        is_bot_admin=context.scope.is_admin,
+        is_bot_admin=await context.is_admin(),
         minimum=minimum,
     )
     return org

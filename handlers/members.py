@@ -339,7 +339,7 @@ async def forget_pressed(update: Update, context: MoimContext) -> None:
 async def show_help(update: Update, context: MoimContext) -> None:
     """/help: the commands this person's role allows."""
     member = context.member
-    is_admin = context.scope.is_admin
+    is_admin = await context.is_admin()
     is_organizer = is_admin
     if member is not None and not is_organizer:
         is_organizer = bool(await organizations.organizer_orgs(context.session, member))

@@ -317,7 +317,7 @@ async def member_detail(update: Update, context: MoimContext) -> None:
 
 async def _detail(context: MoimContext, org, row):
     actor = await organizations.membership_of(context.session, context.member, org)
-    actor_is_admin = context.scope.is_admin or (actor is not None and actor.role == Role.ADMIN)
+    actor_is_admin = await context.is_admin() or (actor is not None and actor.role == Role.ADMIN)
     return context.render(
         "orgs/member_detail.html", org=org, row=row, actor_is_admin=actor_is_admin
     )
@@ -342,7 +342,7 @@ async def member_change(update: Update, context: MoimContext) -> None:
         membership_id=parsed.int_arg(1) or 0,
         role=role,
         tier=tier,
-        is_bot_admin=context.scope.is_admin,
+        is_bot_admin=await context.is_admin(),
         now=context.now,
     )
     context.answer(update, context.render("orgs/changed_notice.html", row=row).text)
@@ -364,7 +364,7 @@ async def link_group(update: Update, context: MoimContext) -> None:
         org = await organizations.by_slug(context.session, slug)
     else:
         choices = await organizations.organizer_orgs(
-            context.session, context.member, is_bot_admin=context.scope.is_admin
+            context.session, context.member, is_bot_admin=await context.is_admin()
         )
         if len(choices) != 1:
             if not choices:
@@ -385,7 +385,7 @@ async def _link(update: Update, context: MoimContext, org) -> None:
         org=org,
         chat_id=chat.id,
         title=chat.title or "",
-        is_bot_admin=context.scope.is_admin,
+        is_bot_admin=await context.is_admin(),
         now=context.now,
     )
     context.reply(update, context.render("orgs/linked.html", org=org))
@@ -417,7 +417,7 @@ async def network_add(update: Update, context: MoimContext) -> None:
         actor=context.member,
         network=network,
         group=group,
-        is_bot_admin=context.scope.is_admin,
+        is_bot_admin=await context.is_admin(),
         now=context.now,
     )
     context.reply(

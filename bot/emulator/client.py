@@ -206,6 +206,18 @@ class EmulatorClient:
         )
         return CallbackPress(**result).bind(self)
 
+    async def send_many(self, token: str, messages: list[dict[str, Any]]) -> list[int | None]:
+        """See Emulator.send_many."""
+        return await self._call("send_many", token=token, messages=messages)
+
+    async def press_many(self, token: str, presses: list[dict[str, Any]]) -> list[str]:
+        """See Emulator.press_many."""
+        return await self._call("press_many", token=token, presses=presses)
+
+    async def answer_report(self, query_ids: list[str]) -> dict[str, Any]:
+        """See Emulator.answer_report."""
+        return await self._call("answer_report", query_ids=query_ids)
+
     # a deadline per wait is the API tests want, hence the timeout parameter
     async def wait_for_answer(self, query_id: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
         """See Emulator.wait_for_answer."""

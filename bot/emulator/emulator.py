@@ -401,6 +401,49 @@ class Emulator(BotApiMethods):
         if not any(button.get("callback_data") == data for row in rows for button in row):
             raise EmulatorError(f"message {message_id} has no button with callback_data {data!r}")
 
+    # -- load for benchmarks ----------------------------------------------------------------
+
+    def send_many(self, token: str, messages: list[dict[str, Any]]) -> list[int | None]:
+        """Inject many texts at once: each {user_id, text, chat_id?}; returns update ids."""
+        return [
+            self.send_text(token, m["user_id"], m["text"], m.get("chat_id"))[0] for m in messages
+        ]
+
+    def press_many(self, token: str, presses: list[dict[str, Any]]) -> list[str]:
+        """Inject many button presses at once: each {user_id, chat_id, message_id,
+        callback_data, forge?}; returns the query ids."""
+        return [
+            self.press(
+                token,
+                p["user_id"],
+                p["chat_id"],
+                p["message_id"],
+                p["callback_data"],
+                forge=p.get("forge", False),
+            ).query_id
+            for p in presses
+        ]
+
+    def answer_report(self, query_ids: list[str]) -> dict[str, Any]:
+        """How many of these presses were answered, and each one's seconds to its answer."""
+        latencies = []
+        for query_id in query_ids:
+            record = self._queries.get(query_id)
+            if record is not None and record.answered_at is not None:
+                latencies.append(record.answered_at - record.pressed_at)
+        last = max(
+            (self._queries[q].answered_at or 0.0 for q in query_ids if q in self._queries),
+            default=0.0,
+        )
+        first = min(
+            (self._queries[q].pressed_at for q in query_ids if q in self._queries), default=0.0
+        )
+        return {
+            "answered": len(latencies),
+            "latencies": latencies,
+            "span": max(0.0, last - first) if latencies else 0.0,
+        }
+
     # a deadline per wait is the API tests want, hence the timeout parameter
     async def wait_for_answer(self, query_id: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
         """Wait for the bot's answerCallbackQuery: {text, show_alert, url, cache_time}."""

@@ -7,6 +7,7 @@ import contextlib
 import json
 import mimetypes
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -701,6 +702,7 @@ class BotApiMethods(EmulatorCore):
         if text is not None and len(text) > MAX_CALLBACK_ANSWER:
             raise bad_request("MESSAGE_TOO_LONG")
         record.answered = True
+        record.answered_at = time.monotonic()
         record.answer = {
             "text": text,
             "show_alert": bool(p.get("show_alert", False)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,6 +153,9 @@ class CallbackRecord:
     answered: bool = False
     answer: dict[str, Any] | None = None
     waiters: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
+    # time.monotonic() when pressed and when answered, for latency figures in benchmarks
+    pressed_at: float = field(default_factory=time.monotonic)
+    answered_at: float | None = None
 
 
 @dataclass

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,12 +25,19 @@ class MembershipView:
     membership: Membership
 
 
+@functools.cache
+def _by_telegram_id_statement():
+    # Built once: every update looks its sender up, and building the statement costs more
+    # than running it from SQLAlchemy's compiled cache.
+    return select(Member).where(
+        Member.telegram_user_id == sa.bindparam("telegram_user_id"), Member.deleted_at.is_(None)
+    )
+
+
 async def by_telegram_id(session: AsyncSession, telegram_user_id: int) -> Member | None:
     """The registered (not deleted) member with this Telegram id, if any."""
     result = await session.exec(
-        select(Member).where(
-            Member.telegram_user_id == telegram_user_id, Member.deleted_at.is_(None)
-        )
+        _by_telegram_id_statement(), params={"telegram_user_id": telegram_user_id}
     )
     return result.first()
 

@@ -24,6 +24,14 @@ SEND_DOCUMENT = "send_document"
 SEND_PHOTO = "send_photo"
 
 
+ENQUEUED = "moim.outbox.enqueued"
+
+
+def enqueued_in(session: AsyncSession) -> bool:
+    """True if this session put anything in the outbox (so the sender should look)."""
+    return bool(session.info.get(ENQUEUED))
+
+
 def message_payload(
     rendered: dict[str, Any], *, method: str = SEND_MESSAGE, **extra: Any
 ) -> dict[str, Any]:
@@ -59,6 +67,7 @@ async def enqueue(
         created_at=now,
     )
     session.add(delivery)
+    session.info[ENQUEUED] = True
     await session.flush()
     return delivery
 
@@ -94,6 +103,7 @@ async def enqueue_many(
     ]
     for start in range(0, len(values), 1000):
         await session.exec(sa.insert(Delivery), params=values[start : start + 1000])
+    session.info[ENQUEUED] = True
     return len(values)
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
+import sqlalchemy as sa
 from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,9 +24,27 @@ async def already_processed(session: AsyncSession, update_id: int) -> bool:
     return found.first() is not None
 
 
-def mark_processed(session: AsyncSession, update_id: int, *, now: dt.datetime) -> None:
-    """Record the update id in the same transaction as its effects."""
-    session.add(ProcessedUpdate(update_id=update_id, processed_at=now))
+async def mark_processed(session: AsyncSession, update_id: int, *, now: dt.datetime) -> bool:
+    """Record the update id with the update's effects; False if it was recorded before.
+
+    One INSERT ... ON CONFLICT DO NOTHING instead of a look-up first: duplicates are rare, and
+    on PostgreSQL a twin handled at the same moment waits here for the first one's outcome.
+    """
+    statement = _record_statement(session.bind.dialect.name)
+    result = await session.exec(statement, params={"update_id": update_id, "processed_at": now})
+    return result.first() is not None
+
+
+@functools.cache
+def _record_statement(dialect: str):
+    # Built once per dialect: it runs for every update.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(ProcessedUpdate)
+        .values(update_id=sa.bindparam("update_id"), processed_at=sa.bindparam("processed_at"))
+        .on_conflict_do_nothing(index_elements=["update_id"])
+        .returning(ProcessedUpdate.update_id)
+    )
 
 
 async def prune(session: AsyncSession, *, now: dt.datetime) -> int:

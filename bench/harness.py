@@ -1,0 +1,206 @@
+"""Running benchmarks: the emulator and each bot under test in their own processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.emulator.client import EmulatorClient
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "7000000001:BENCH-moim-emulated-bot-token"
+# With the emulator's limits off, moim's own limiter is lifted too, so both bots are measured
+# on CPU alone (the echo bot has no limiter). Telegram-limited runs leave these out.
+UNLIMITED = {
+    "MOIM_DELIVERY_MESSAGES_PER_SECOND": "100000",
+    "MOIM_DELIVERY_PRIVATE_CHAT_PER_SECOND": "1000",
+    "MOIM_DELIVERY_GROUP_PER_MINUTE": "60000",
+}
+
+
+@dataclass
+class Figure:
+    """One measured figure and its target."""
+
+    benchmark: str
+    measure: str
+    value: float
+    unit: str
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+@dataclass
+class Settings:
+    """What the whole run uses: sizes (quick runs for the smoke test) and latency."""
+
+    quick: bool = False
+    latency_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def size(self, full: int, quick: int) -> int:
+        """The workload size for this run."""
+        return quick if self.quick else full
+
+
+class Emulator:
+    """`python -m bot.emulator` in its own process, and a control client for it."""
+
+    def __init__(self, *, limits: bool = False, latency_ms: float = 0.0) -> None:
+        self.limits = limits
+        self.latency_ms = latency_ms
+        self.process: asyncio.subprocess.Process | None = None
+        self.base_url = ""
+        self.control_url = ""
+        self.client: EmulatorClient | None = None
+
+    async def __aenter__(self) -> Emulator:
+        arguments = [
+            sys.executable,
+            "-m",
+            "bot.emulator",
+            "--port",
+            "0",
+            "--token",
+            TOKEN,
+            "--latency-ms",
+            str(self.latency_ms),
+        ]
+        if not self.limits:
+            arguments.append("--no-limits")
+        self.process = await asyncio.create_subprocess_exec(
+            *arguments, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+        )
+        line = (await asyncio.wait_for(self.process.stdout.readline(), 30)).decode()
+        self.base_url = re.search(r"base_url=(\S+)", line).group(1)
+        self.control_url = re.search(r"control_url=(\S+)", line).group(1)
+        self.client = EmulatorClient(self.control_url, timeout=300)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.client is not None:
+            await self.client.close()
+        await stop_process(self.process)
+
+
+async def stop_process(process: asyncio.subprocess.Process | None) -> None:
+    """SIGTERM, then SIGKILL if it does not stop within 10 s."""
+    if process is None or process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), 10)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    kind: str,
+    emulator: Emulator,
+    *,
+    database_url: str = "",
+    environment: dict | None = None,
+    concurrency: int = 0,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Start the echo bot or moim against the emulator; yield once it polls for updates."""
+    before = (await emulator.client.stats())["requests"].get("getUpdates", 0)
+    env = {**os.environ, **(environment or {})}
+    if kind == "echo":
+        arguments = [
+            sys.executable,
+            "-m",
+            "bench.echo_bot",
+            "--token",
+            TOKEN,
+            "--base-url",
+            emulator.base_url,
+        ]
+        if concurrency:
+            arguments += ["--concurrency", str(concurrency)]
+    else:
+        arguments = [sys.executable, "-m", "bot.cli", "run"]
+        env.update(
+            MOIM_TELEGRAM_TOKEN=TOKEN,
+            MOIM_TELEGRAM_BASE_URL=emulator.base_url,
+            MOIM_DATABASE_URL=database_url,
+            MOIM_LOG_LEVEL="WARNING",
+        )
+        if concurrency:
+            env["MOIM_TELEGRAM_CONCURRENCY"] = str(concurrency)
+    process = await asyncio.create_subprocess_exec(*arguments, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while (await emulator.client.stats())["requests"].get("getUpdates", 0) <= before:
+            if process.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{kind} bot did not start")
+            await asyncio.sleep(0.05)
+        yield process
+    finally:
+        await stop_process(process)
+
+
+async def wait_until(condition, *, timeout: float, interval: float = 0.02) -> float:  # noqa: ASYNC109
+    """Poll an async condition until true; returns when it became true (monotonic)."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark workload did not finish in time")
+        await asyncio.sleep(interval)
+    return time.monotonic()
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The value below which ``share`` of the values lie."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
+
+
+async def people(client: EmulatorClient, count: int, prefix: str = "p") -> list[int]:
+    """Create ``count`` Telegram users who have opened a chat with the bot; their ids."""
+    ids = []
+    for start in range(0, count, 500):
+        created = await asyncio.gather(
+            *(client.create_user(f"{prefix}{n}") for n in range(start, min(count, start + 500)))
+        )
+        ids.extend(user["id"] for user in created)
+    return ids
+
+
+async def text_burst(
+    emulator: Emulator,
+    senders: list[int],
+    text: str,
+    *,
+    timeout: float = 600,  # noqa: ASYNC109
+) -> float:
+    """Everyone sends ``text`` at once; seconds until the bot has answered each once."""
+    client = emulator.client
+    before = (await client.stats())["messages_sent"]
+    started = time.monotonic()
+    await client.send_many(TOKEN, [{"user_id": s, "text": text} for s in senders])
+
+    async def done() -> bool:
+        return (await client.stats())["messages_sent"] >= before + len(senders)
+
+    finished = await wait_until(done, timeout=timeout)
+    return finished - started
