@@ -11,6 +11,7 @@ from telegram.ext import ApplicationBuilder, ContextTypes
 from telegram.request import HTTPXRequest
 
 import handlers
+from bot.cards import CardRefresher
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.context import MoimApplication, MoimContext
@@ -112,13 +113,15 @@ def _post_init(options: BuildOptions):
         runtime.renderer.bot_username = application.bot.username
         if options.set_commands:
             await _set_commands(application)
+        runtime.sender = OutboxSender(runtime, application.bot)
+        runtime.cards = CardRefresher(runtime, application.bot)
         if options.start_sender:
-            runtime.sender = OutboxSender(runtime, application.bot)
             runtime.extras["sender_task"] = asyncio.create_task(
                 runtime.sender.run_forever(), name="moim-outbox-sender"
             )
-        else:
-            runtime.sender = OutboxSender(runtime, application.bot)
+            runtime.extras["cards_task"] = asyncio.create_task(
+                runtime.cards.run_forever(), name="moim-card-refresher"
+            )
         if options.start_scheduler and application.job_queue is not None:
             application.job_queue.run_repeating(
                 runtime.scheduler.tick,
@@ -134,14 +137,16 @@ def _post_init(options: BuildOptions):
 async def _post_shutdown(application: MoimApplication) -> None:
     """Stop the sender and close the database."""
     runtime = application.runtime
-    if runtime.sender is not None:
-        runtime.sender.stop()
-    task = runtime.extras.pop("sender_task", None)
-    if task is not None:
-        try:
-            await asyncio.wait_for(task, timeout=10)
-        except (TimeoutError, asyncio.CancelledError):
-            task.cancel()
+    for worker in (runtime.sender, runtime.cards):
+        if worker is not None:
+            worker.stop()
+    for name in ("sender_task", "cards_task"):
+        task = runtime.extras.pop(name, None)
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
     await runtime.engine.dispose()
 
 

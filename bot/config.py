@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -146,6 +147,12 @@ class DeliveryConfig:
         900.0, "bot-wide rate when paid broadcast is on; Telegram allows 1,000", _positive
     )
     max_attempts: int = option(5, "tries for a message before it counts as failed", _positive)
+    card_edit_group_seconds: float = option(
+        3.0, "a live card in a group is edited at most this often (20 edits/min)", _positive
+    )
+    card_edit_private_seconds: float = option(
+        1.0, "a live card in a private chat is edited at most this often", _positive
+    )
     batch_size: int = option(30, "messages one sender claims at a time", _positive)
     claim_seconds: int = option(
         120,
@@ -353,3 +360,29 @@ def _check_consistency(config: Config) -> None:
             "database.url: must start with sqlite:/// or postgresql:// "
             f"(got {url.split('://')[0]}://...)"
         )
+
+
+def example_config() -> str:
+    """config.example.toml, generated from the options above (python -m bot.config)."""
+    lines = [
+        "# moim configuration. Copy to config.toml and change what you need; every option can",
+        "# also be set in the environment as MOIM_<SECTION>_<KEY>, e.g. MOIM_TELEGRAM_TOKEN.",
+        "# Options left out keep the default shown here.",
+    ]
+    current = None
+    for section, key, _type, default, doc in iter_options():
+        if section != current:
+            lines += ["", f"[{section}]", f"# {SECTIONS[section].__doc__}"]
+            current = section
+        if isinstance(default, bool):
+            value = "true" if default else "false"
+        elif isinstance(default, str | list):
+            value = json.dumps(default, ensure_ascii=False)
+        else:
+            value = repr(default)
+        lines += [f"# {doc}", f"{key} = {value}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(example_config(), end="")

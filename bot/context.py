@@ -186,6 +186,16 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
             lambda bot: telegram_io.send_photo(bot, chat_id, data=data, caption=caption), chat_id
         )
 
+    def card_changed(self, kind: str, item_id: int) -> None:
+        """The item's posted cards should show its new state (once this update committed)."""
+        cards = self.runtime.cards
+
+        async def touch() -> None:
+            if cards is not None:
+                cards.touch(kind, item_id)
+
+        self.after_commit(touch)
+
     def after_commit(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` (which opens its own session) once this update has committed."""
         self.scope.after_commit.append(work)

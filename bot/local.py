@@ -121,6 +121,8 @@ class LocalTelegram:
         async with asyncio.timeout(timeout):
             while True:
                 await self._updates_handled()
+                # Card edits are paced per chat in real time; here they are shown at once.
+                await self.runtime.cards.refresh_due(force=True)
                 if await self._outbox_due() == 0:
                     await self._updates_handled()
                     if await self._outbox_due() == 0:

@@ -13,15 +13,61 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
 from bot.config import Config
-from bot.render import Renderer
+from bot.render import Rendered, Renderer
 from bot.services.privacy import PrivacyHook
 
 if TYPE_CHECKING:
+    from bot.cards import CardRefresher
     from bot.delivery import OutboxSender
     from bot.scheduler import JobContext, JobRunner
     from models import ScheduledJob
 
 JobHandler = Callable[["JobContext", "ScheduledJob"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CardRequest:
+    """What a card renderer gets: the session, the item, the language and the chat."""
+
+    session: AsyncSession
+    runtime: Runtime
+    item_id: int
+    language: str
+    chat_id: int
+    now: dt.datetime
+
+    def render(self, template: str, **values: Any) -> Rendered:
+        """Render a template in the card's language."""
+        return self.runtime.renderer.render(template, self.language, **values)
+
+
+@dataclass(frozen=True)
+class CardKind:
+    """A kind of item an organiser can post into a group as a live card (/post)."""
+
+    kind: str  # "poll", "campaign", "petition", "meeting": used in callback data, keep short
+    # async (session, organization) -> items that may be posted now (each has .id, .title)
+    postable: Callable[[AsyncSession, Any], Awaitable[list[Any]]]
+    # async (session, item_id) -> the id of the organisation the item belongs to, or None
+    owner: Callable[[AsyncSession, int], Awaitable[int | None]]
+    # async (CardRequest) -> the card as it should look now, or None if the item is gone
+    render: Callable[[CardRequest], Awaitable[Rendered | None]]
+    # template rendering one line naming an item in the /post list (given ``item``)
+    label_template: str
+
+
+@dataclass(frozen=True)
+class Audience:
+    """People a feature can name as the audience of an announcement (issue: broadcasts)."""
+
+    key: str  # "campaign", "meeting", "petition", "poll"
+    variants: tuple[str, ...]  # e.g. ("confirmed", "waitlisted")
+    # async (session, organization) -> items to choose from (each has .id, .title)
+    items: Callable[[AsyncSession, Any], Awaitable[list[Any]]]
+    # (item_id, variant) -> a SELECT of one column: the ids of the members in the audience
+    member_ids: Callable[[int, str], Any]
+    # template rendering the name of a variant (given ``variant``) for buttons and reports
+    label_template: str
 
 
 @dataclass
@@ -40,6 +86,8 @@ class Features:
     privacy: list[PrivacyHook] = field(default_factory=list)
     # templates of "command - description" lines for Telegram's command menu
     command_menus: list[str] = field(default_factory=list)
+    cards: dict[str, CardKind] = field(default_factory=dict)
+    audiences: dict[str, Audience] = field(default_factory=dict)
 
     def add_job(self, kind: str, handler: JobHandler) -> None:
         """Register what runs when a job of ``kind`` is due."""
@@ -61,6 +109,7 @@ class Runtime:
     instance_id: str = field(default_factory=lambda: "i-" + secrets.token_hex(4))
     sender: OutboxSender | None = None
     scheduler: JobRunner | None = None
+    cards: CardRefresher | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> dt.datetime:

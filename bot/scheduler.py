@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.db import transaction
 from bot.render import Rendered
-from bot.services import conversations, jobs, outbox, updates
+from bot.services import conversations, jobs, outbox, privacy, updates
 from models import ScheduledJob
 
 if TYPE_CHECKING:
@@ -33,10 +33,15 @@ class JobContext:
     runtime: Runtime
     session: AsyncSession
     now: dt.datetime
+    changed_cards: list[tuple[str, int]] = field(default_factory=list)
 
     def render(self, template: str, language: str | None, **values: Any) -> Rendered:
         """Render a template in a language."""
         return self.runtime.renderer.render(template, language, **values)
+
+    def card_changed(self, kind: str, item_id: int) -> None:
+        """The item's posted cards should show its new state (after this job commits)."""
+        self.changed_cards.append((kind, item_id))
 
     async def send(
         self,
@@ -102,7 +107,8 @@ class JobRunner:
                 handler = runtime.features.jobs.get(job.kind)
                 if handler is None:
                     raise LookupError(f"no handler for job kind {job.kind!r}")
-                await handler(JobContext(runtime=runtime, session=session, now=now), job)
+                context = JobContext(runtime=runtime, session=session, now=now)
+                await handler(context, job)
                 jobs.complete(session, job, now=now)
         except Exception as error:
             if claimed_id is None:
@@ -119,14 +125,29 @@ class JobRunner:
             return failed
         self.ran += 1
         runtime.wake_sender()
+        if runtime.cards is not None:
+            for kind, item_id in context.changed_cards:
+                runtime.cards.touch(kind, item_id)
         return job
 
     async def maintain(self) -> None:
-        """Once an hour: forget old update ids and abandoned conversations."""
-        now = self.runtime.now()
+        """Once an hour: forget old update ids, abandoned conversations, inactive people."""
+        runtime = self.runtime
+        now = runtime.now()
         if self._last_maintenance and now - self._last_maintenance < MAINTENANCE_EVERY:
             return
         self._last_maintenance = now
-        async with transaction(self.runtime.sessions) as session:
+        async with transaction(runtime.sessions) as session:
             await updates.prune(session, now=now)
             await conversations.prune(session, now=now)
+        async with transaction(runtime.sessions) as session:
+            erased = await privacy.erase_inactive(
+                session,
+                retention=dt.timedelta(days=runtime.config.bot.retention_days),
+                hooks=runtime.features.privacy,
+                now=now,
+            )
+        if erased:
+            log.info(
+                "erased %d members inactive for %d days", erased, runtime.config.bot.retention_days
+            )

@@ -68,6 +68,7 @@ async def gate(update: Update, context: MoimContext) -> None:
         return
     if member.unreachable_since is not None and not update.my_chat_member:
         await members.mark_reachable(context.session, user.id)
+    await members.seen(context.session, member, now=context.now)
     version = context.runtime.config.bot.privacy_notice_version
     if not members.needs_consent(member, version):
         return

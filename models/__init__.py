@@ -1,5 +1,6 @@
 """All tables; importing this package registers every table on SQLModel.metadata."""
 
+from models.cards import PostedCard
 from models.members import BotAdmin, Member
 from models.organizations import (
     LinkedChat,
@@ -33,6 +34,7 @@ __all__ = [
     "NetworkMember",
     "OrgKind",
     "Organization",
+    "PostedCard",
     "ProcessedUpdate",
     "Role",
     "ScheduledJob",

@@ -25,6 +25,8 @@ class Member(SQLModel, table=True):
     age_confirmed_at: dt.datetime | None = when()
     muted: bool = Field(default=False)
     unreachable_since: dt.datetime | None = when()
+    # Updated at most daily; personal data is erased retention_days after it (PIPA).
+    last_seen_at: dt.datetime | None = when(index=True)
     created_at: dt.datetime = when(nullable=False)
     deleted_at: dt.datetime | None = when()
 

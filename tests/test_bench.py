@@ -14,7 +14,10 @@ def test_quick_benchmark_run_prints_a_table_and_writes_json(tmp_path):
     output = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--json", str(output)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| benchmark | measure | figure | target | met |" in result.stdout

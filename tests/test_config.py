@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.config import ConfigError, iter_options, load_config
+from bot.config import ConfigError, example_config, iter_options, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,6 +101,7 @@ def test_missing_config_file_given_explicitly(tmp_path, capsys):
 
 def test_example_config_documents_every_option_and_loads():
     text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    assert text == example_config(), "regenerate it: python -m bot.config > config.example.toml"
     parsed = tomllib.loads(text)
     for section, key, _type, default, _doc in iter_options():
         assert key in parsed[section], f"{section}.{key} missing from config.example.toml"

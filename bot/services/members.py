@@ -84,8 +84,16 @@ async def register(
     member.consented_at = now
     member.age_confirmed_at = now
     member.unreachable_since = None
+    member.last_seen_at = now
     await session.flush()
     return member
+
+
+async def seen(session: AsyncSession, member: Member, *, now: dt.datetime) -> None:
+    """Note that the member used moim (written at most once a day)."""
+    if member.last_seen_at is None or now - member.last_seen_at > dt.timedelta(days=1):
+        member.last_seen_at = now
+        session.add(member)
 
 
 def needs_consent(member: Member | None, notice_version: int) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy import case, func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services import audit
+from bot.services import audit, cards
 from bot.services.errors import (
     InvalidInput,
     NotOrganizer,
@@ -397,6 +397,7 @@ async def linked_chats(session: AsyncSession, org: Organization) -> list[LinkedC
 
 async def migrate_chat(session: AsyncSession, *, old_chat_id: int, new_chat_id: int) -> bool:
     """A group became a supergroup: keep its link under the new chat id."""
+    await cards.drop_chat(session, old_chat_id)
     linked = await linked_chat(session, old_chat_id)
     if linked is None:
         return False

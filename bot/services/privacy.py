@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import delete
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import conversations, members, outbox
@@ -67,6 +69,32 @@ async def export_member_data(
     for hook in hooks:
         document[hook.name] = await hook.export(session, member)
     return document
+
+
+async def erase_inactive(
+    session: AsyncSession,
+    *,
+    retention: dt.timedelta,
+    hooks: Sequence[PrivacyHook],
+    now: dt.datetime,
+    limit: int = 500,
+) -> int:
+    """Erase members who have not used moim within the retention period (the notice says so)."""
+    cutoff = now - retention
+    stale = await session.exec(
+        select(Member)
+        .where(
+            Member.deleted_at.is_(None),
+            Member.telegram_user_id.is_not(None),
+            sa.func.coalesce(Member.last_seen_at, Member.created_at) < cutoff,
+        )
+        .limit(limit)
+    )
+    count = 0
+    for member in stale.all():
+        await forget_member(session, member, hooks=hooks, now=now)
+        count += 1
+    return count
 
 
 async def forget_member(
