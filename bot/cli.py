@@ -36,6 +36,20 @@ def _parser() -> argparse.ArgumentParser:
         help="SQLite file for the sandbox (default: a fresh temporary one)",
     )
     commands.add_parser("migrate", help="bring the database schema up to date")
+    backup = commands.add_parser(
+        "backup", help="write a consistent copy of the (live) SQLite database"
+    )
+    backup.add_argument(
+        "destination",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="file to write (default: moim-backup-YYYYmmdd-HHMMSS.sqlite3)",
+    )
+    restore = commands.add_parser(
+        "restore", help="replace the SQLite database with a backup (stop the bot first)"
+    )
+    restore.add_argument("backup", type=Path)
     admin = commands.add_parser("admin", help="bot administrators")
     admin_commands = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
     admin_add = admin_commands.add_parser("add", help="make a Telegram user a bot administrator")
@@ -87,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_sandbox(config, name=args.name, database=args.database)
         if args.command == "migrate":
             return asyncio.run(_migrate(config))
+        if args.command in ("backup", "restore"):
+            return _backup_or_restore(config, args)
         if args.command == "admin":
             return asyncio.run(_admin_add(config, args.telegram_id))
         if args.command == "org":
@@ -126,6 +142,39 @@ def run(config: Config) -> int:
         timeout=config.telegram.poll_timeout,
         drop_pending_updates=False,
     )
+    return 0
+
+
+def _backup_or_restore(config: Config, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from bot.backup import (
+        BackupError,
+        backup_sqlite,
+        postgres_instructions,
+        restore_sqlite,
+        sqlite_path,
+    )
+
+    database = sqlite_path(config)
+    if database is None:
+        print(postgres_instructions(config))
+        return 0
+    try:
+        if args.command == "backup":
+            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            destination = args.destination or Path(f"moim-backup-{stamp}.sqlite3")
+            result = backup_sqlite(database, destination)
+            print(
+                f"backed up {database} to {result.path} ({result.size:,} bytes, "
+                f"{result.tables} tables, integrity ok)"
+            )
+        else:
+            result = restore_sqlite(args.backup, database)
+            print(f"restored {args.backup} into {result.path} ({result.tables} tables)")
+    except BackupError as error:
+        print(f"moim: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
