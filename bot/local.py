@@ -159,3 +159,124 @@ class LocalTelegram:
     def stats(self) -> dict[str, Any]:
         """The emulator's counters."""
         return self.emulator.stats.as_dict()
+
+
+WEBHOOK_SECRET = "local-cluster-webhook-secret"
+
+
+@dataclass
+class Instance:
+    """One moim instance of a cluster: its application and its webhook server."""
+
+    application: MoimApplication
+    server: Any
+    url: str
+
+
+class LocalCluster:
+    """Several moim instances in webhook mode sharing one database, behind the emulator,
+    which delivers updates round-robin over them (as a load balancer would)."""
+
+    def __init__(
+        self, config: Config, instances: int = 3, options: LocalOptions | None = None
+    ) -> None:
+        self.options = options or LocalOptions()
+        self.emulator = Emulator(
+            clock=self.options.clock.now if self.options.clock else None,
+            limits=self.options.limits,
+            faults=self.options.faults,
+        )
+        self.server = EmulatorServer(self.emulator)
+        self.base_config = config
+        self.count = instances
+        self.instances: list[Instance] = []
+        self.token = BOT_TOKEN
+
+    async def start(self) -> None:
+        """Start the emulator and every instance, then point the webhook at all of them."""
+        from bot.emulator.server import LocalServer
+        from bot.webhook import create_webhook_app
+
+        await self.server.start()
+        self.emulator.create_bot(self.token, BOT_USERNAME, first_name="모임")
+        config = self.base_config.replace(
+            telegram={
+                "token": self.token,
+                "base_url": self.server.base_url,
+                "mode": "webhook",
+                "webhook_url": "http://127.0.0.1/telegram",
+                "webhook_secret": WEBHOOK_SECRET,
+            }
+        )
+        for _ in range(self.count):
+            application = build_application(
+                config,
+                BuildOptions(
+                    clock=self.options.clock,
+                    start_scheduler=self.options.run_scheduler,
+                    start_sender=self.options.run_sender,
+                ),
+            )
+            await application.initialize()
+            await application.post_init(application)
+            await application.start()
+            server = LocalServer(create_webhook_app(application, config))
+            await server.start()
+            self.instances.append(Instance(application, server, f"{server.url}/telegram"))
+        urls = [instance.url for instance in self.instances]
+        for instance in self.instances:  # each instance registers at start, as in production
+            await instance.application.bot.set_webhook(instance.url, secret_token=WEBHOOK_SECRET)
+        self.emulator.set_webhook_targets(self.token, urls)
+
+    async def stop(self) -> None:
+        """Stop every instance and the emulator."""
+        self.emulator.interrupt()
+        for instance in self.instances:
+            await instance.server.stop()
+            with contextlib.suppress(Exception):
+                await instance.application.stop()
+            await instance.application.shutdown()
+            await instance.application.post_shutdown(instance.application)
+        await self.server.stop()
+        await self.emulator.close()
+
+    async def __aenter__(self) -> LocalCluster:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def runtime(self):
+        """The first instance's runtime (they share the database)."""
+        return self.instances[0].application.runtime
+
+    async def settle(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Wait until every update was delivered and handled and nothing due is left to send."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.emulator.pending_updates(self.token) == 0:
+                    for instance in self.instances:
+                        await instance.application.update_processor.wait_idle()
+                    for instance in self.instances:
+                        await instance.application.runtime.cards.refresh_due(force=True)
+                    async with transaction(self.runtime.sessions) as session:
+                        due = await outbox.pending_count(session, now=self.runtime.now())
+                    if due == 0 and self.emulator.pending_updates(self.token) == 0:
+                        return
+                    for instance in self.instances:
+                        sender = instance.application.runtime.sender
+                        if self.options.run_sender:
+                            sender.wake()
+                        else:
+                            await sender.drain()
+                await asyncio.sleep(0.005)
+
+    def handled_by(self) -> list[int]:
+        """How many updates each instance handled (their webhook deliveries)."""
+        deliveries = self.emulator.webhook_deliveries(self.token)
+        return [
+            sum(1 for d in deliveries if d.get("url") == i.url and d.get("status") == 200)
+            for i in self.instances
+        ]
