@@ -47,6 +47,7 @@ class UpdateScope:
     # What to send if handling fails (the apology); replaces ``actions`` then.
     failure_actions: list[Action] = field(default_factory=list)
     failed: bool = False
+    error: BaseException | None = None  # what made it fail
     duplicate: bool = False  # another instance handled the same update id first
     # Work for after commit that needs the database again (e.g. remember a sent message's id).
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

@@ -49,6 +49,8 @@ def make_engine(
         url,
         echo=echo,
         hide_parameters=True,
+        # Named, so an operator (and the fault tests) can tell moim's connections apart.
+        connect_args={"server_settings": {"application_name": f"moim:{schema or 'public'}"}},
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

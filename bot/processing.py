@@ -9,12 +9,13 @@ handlers asked for. A failed update is rolled back and the person gets an apolog
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from telegram import Update
 from telegram.error import ChatMigrated, Forbidden, TelegramError
 from telegram.ext import BaseUpdateProcessor
@@ -28,6 +29,42 @@ if TYPE_CHECKING:
     from bot.context import MoimApplication
 
 log = logging.getLogger(__name__)
+DATABASE_ATTEMPTS = 3
+
+
+class DatabaseUnavailable(Exception):
+    """The database stayed unreachable while an update was handled; it was not handled."""
+
+
+def is_transient(error: BaseException | None) -> bool:
+    """A database failure that may pass: a dropped connection, a restarting server."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, DBAPIError) and (
+            error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+        ):
+            return True
+        if isinstance(error, OSError | TimeoutError) or _connection_level(error):
+            return True
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _connection_level(error: BaseException) -> bool:
+    """asyncpg's errors for a connection that broke (they reach us wrapped, not flagged)."""
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(
+        error,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.InternalClientError,
+    )
 
 
 class ChatLocks:
@@ -107,11 +144,48 @@ class UpdateProcessor(BaseUpdateProcessor):
                 self._idle.set()
 
     async def handle(self, update: object, coroutine: Awaitable[Any]) -> None:
-        """Run the handlers in one transaction, then send what they asked for."""
+        """Run the handlers in one transaction, then send what they asked for.
+
+        If the database went away meanwhile (a restart, a dropped connection), the whole update
+        runs again on a fresh connection, a few times, so it is still handled exactly once.
+        """
         application = self.application
         assert application is not None, "UpdateProcessor.application is set by build_application"
         runtime = application.runtime
         update_id = update.update_id if isinstance(update, Update) else None
+        for attempt in range(1, DATABASE_ATTEMPTS + 1):
+            scope, wrote_outbox = await self._attempt(update, coroutine, update_id)
+            if not (scope.failed and is_transient(scope.error)) or attempt == DATABASE_ATTEMPTS:
+                break
+            log.warning(
+                "update %s met a database outage (%s); trying again",
+                update_id,
+                type(scope.error).__name__,
+            )
+            await asyncio.sleep(0.5 * attempt)
+            coroutine = application.process_update(update)
+        if scope.duplicate:  # found at commit: the update already had its effect elsewhere
+            return
+        for action in scope.failure_actions if scope.failed else scope.actions:
+            await self.run_action(action)
+        if not scope.failed:
+            for work in scope.after_commit:
+                try:
+                    await work()
+                except Exception:
+                    log.exception("after-commit work failed for update %s", update_id)
+            if wrote_outbox:
+                runtime.wake_sender()
+        elif is_transient(scope.error):
+            # Still no database: let the webhook answer 500 so Telegram delivers it again.
+            raise DatabaseUnavailable(update_id) from scope.error
+
+    async def _attempt(
+        self, update: object, coroutine: Awaitable[Any], update_id: int | None
+    ) -> tuple[UpdateScope, bool]:
+        """One try at handling the update in one transaction."""
+        runtime = self.application.runtime  # type: ignore[union-attr]
+        wrote_outbox = False
         async with runtime.sessions() as session:
             scope = UpdateScope(session=session, now=runtime.now(), update_id=update_id)
             token = enter_scope(scope)
@@ -129,20 +203,16 @@ class UpdateProcessor(BaseUpdateProcessor):
                 else:
                     await self._commit(scope, update, update_id)
                 wrote_outbox = outbox.enqueued_in(session)
+            except DBAPIError as error:
+                _discard(coroutine)
+                if not is_transient(error):
+                    raise
+                scope.failed, scope.error = True, error
+                with contextlib.suppress(DBAPIError):
+                    await session.rollback()
             finally:
                 leave_scope(token)
-        if scope.duplicate:  # found at commit: the update already had its effect elsewhere
-            return
-        for action in scope.failure_actions if scope.failed else scope.actions:
-            await self.run_action(action)
-        if not scope.failed:
-            for work in scope.after_commit:
-                try:
-                    await work()
-                except Exception:
-                    log.exception("after-commit work failed for update %s", update_id)
-            if wrote_outbox:
-                runtime.wake_sender()
+        return scope, wrote_outbox
 
     async def _commit(self, scope: UpdateScope, update: object, update_id: int | None) -> None:
         session = scope.session
@@ -182,6 +252,13 @@ class UpdateProcessor(BaseUpdateProcessor):
                     )
         except TelegramError as error:
             log.warning("Bot API call failed after commit: %s: %s", type(error).__name__, error)
+
+
+def _discard(coroutine: Awaitable[Any]) -> None:
+    """A coroutine that will not be awaited (its update is retried with a new one)."""
+    close = getattr(coroutine, "close", None)
+    if close is not None:
+        close()
 
 
 async def _load_person(scope: UpdateScope, update: object, runtime) -> None:

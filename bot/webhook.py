@@ -21,6 +21,7 @@ from telegram import Update
 
 from bot.config import Config
 from bot.context import MoimApplication
+from bot.processing import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member", "channel_post"]
@@ -48,6 +49,12 @@ def create_webhook_app(application: MoimApplication, config: Config) -> Starlett
             await application.update_processor.process_update(
                 update, application.process_update(update)
             )
+        except DatabaseUnavailable:
+            log.warning(
+                "update %s not handled (database unavailable); Telegram will retry",
+                update.update_id,
+            )
+            return PlainTextResponse("retry", status_code=500)
         except Exception:
             log.exception("update %s could not be handled; Telegram will retry", update.update_id)
             return PlainTextResponse("retry", status_code=500)

@@ -8,6 +8,7 @@ import secrets
 from telegram import Update
 
 from bot.context import Action, MoimApplication, MoimContext, current_scope
+from bot.processing import is_transient
 from bot.render import plain_text
 from bot.telegram_io import send
 
@@ -23,8 +24,17 @@ async def on_error(update: object, context: MoimContext) -> None:
     """Log the failure without personal data; roll back and apologise with a reference."""
     reference = secrets.token_hex(3).upper()
     update_id = update.update_id if isinstance(update, Update) else None
-    # The traceback names code, not people: no update contents, no message texts.
-    log.error("error %s while handling update %s", reference, update_id, exc_info=context.error)
+    if is_transient(context.error):  # the update is tried again; an error only if that fails
+        log.warning(
+            "database unavailable while handling update %s (%s)",
+            update_id,
+            type(context.error).__name__,
+        )
+    else:
+        # The traceback names code, not people: no update contents, no message texts.
+        log.error(
+            "error %s while handling update %s", reference, update_id, exc_info=context.error
+        )
     if not isinstance(update, Update):
         return
     try:
@@ -32,6 +42,7 @@ async def on_error(update: object, context: MoimContext) -> None:
     except RuntimeError:
         return
     scope.failed = True
+    scope.error = context.error
     rendered = context.runtime.renderer.render(
         "common/apology.html", scope.language, reference=reference
     )

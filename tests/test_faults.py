@@ -1,0 +1,140 @@
+"""Faults: the database going away mid-run, odd update ids, clock jumps."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.db import transaction
+from bot.services import jobs
+from models import JobStatus, Member
+from tests.conftest import POSTGRES_URL
+from tests.e2e import Person, register
+from tests.test_robustness import _update
+
+
+async def test_a_dropped_database_connection_is_retried_and_handled_once(local, caplog):
+    from handlers import members as members_handlers
+
+    person = Person(local, "서준")
+    await register(person)
+    original = members_handlers.members.rename
+    calls = 0
+
+    async def flaky(session, member, name):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise DBAPIError(
+                "SELECT 1", {}, ConnectionResetError("server closed"), connection_invalidated=True
+            )
+        return await original(session, member, name)
+
+    members_handlers.members.rename = flaky
+    try:
+        replies = await person.say("/name 김서준")
+    finally:
+        members_handlers.members.rename = original
+    assert calls == 2
+    assert [m["text"] for m in replies] == ["바꿨습니다. 이제 이름은 ‘김서준’입니다."]
+    assert not any("아무것도 저장하지" in (m["text"] or "") for m in person.inbox())
+    assert any("database unavailable" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_update_id_lower_than_the_highest_seen_is_still_handled_once(local):
+    person = Person(local, "하은")
+    await register(person)
+    app = local.application
+    processor = app.update_processor
+    high = _update(local, person, "/name 높은번호", 990_000)
+    low = _update(local, person, "/name 낮은번호", 12)
+    for update in (high, low, low):
+        await processor.process_update(update, app.process_update(update))
+    await local.settle()
+    texts = [m["text"] for m in person.inbox()]
+    assert sum("높은번호" in t for t in texts) == 1
+    assert sum("낮은번호" in t for t in texts) == 1
+    async with transaction(local.runtime.sessions) as session:
+        name = (await session.exec(sa.select(Member.display_name))).scalars().one()
+    assert name == "낮은번호"
+
+
+async def test_clock_jumps_run_due_work_once_and_nothing_early(runtime, clock):
+    from bot.scheduler import JobRunner
+
+    ran = []
+
+    async def remember(context, job):
+        ran.append(job.key)
+
+    runtime.features.add_job("test.jump", remember)
+    runtime.scheduler = JobRunner(runtime)
+    start = clock.now()
+    async with transaction(runtime.sessions) as session:
+        for hours in (1, 2, 30):
+            await jobs.schedule(
+                session,
+                kind="test.jump",
+                key=f"j{hours}",
+                now=start,
+                due_at=start + dt.timedelta(hours=hours),
+            )
+    clock.set(start - dt.timedelta(days=3))  # the clock jumps backwards: nothing is due
+    assert await runtime.scheduler.run_due() == 0
+    clock.set(start + dt.timedelta(hours=2, minutes=1))  # forwards past two jobs
+    assert await runtime.scheduler.run_due() == 2
+    clock.set(start)  # back again: the done jobs stay done
+    assert await runtime.scheduler.run_due() == 0
+    clock.set(start + dt.timedelta(days=10))
+    assert await runtime.scheduler.run_due() == 1
+    assert sorted(ran) == ["j1", "j2", "j30"]
+    async with transaction(runtime.sessions) as session:
+        statuses = {(await jobs.by_key(session, f"j{h}")).status for h in (1, 2, 30)}
+    assert statuses == {JobStatus.DONE}
+
+
+if POSTGRES_URL:  # SQLite has no server whose connections could be lost
+
+    @pytest.mark.parametrize("backend", ["postgresql"])
+    async def test_postgresql_connections_killed_mid_burst(local, config):
+        """The server drops every moim connection while a burst is handled: each update still
+        has its effect once."""
+        people = [Person(local, f"주민{n}") for n in range(12)]
+        for person in people:
+            await register(person)
+        killer = create_async_engine(POSTGRES_URL)
+        application_name = f"moim:{config.database.schema}"
+
+        async def kill_connections() -> int:
+            async with killer.connect() as connection:
+                result = await connection.execute(
+                    sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": application_name},
+                )
+                return result.scalar_one()
+
+        try:
+            for n, person in enumerate(people):
+                local.emulator.send_text(local.token, person.id, f"/name 새이름{n}")
+            killed = 0
+            for _ in range(5):
+                killed += await kill_connections()
+                await asyncio.sleep(0.02)
+            await local.settle(timeout=60)
+        finally:
+            await killer.dispose()
+        assert killed > 0
+        for n, person in enumerate(people):
+            renamed = [m for m in person.inbox() if f"새이름{n}" in (m["text"] or "")]
+            assert len(renamed) == 1, (n, [m["text"] for m in person.inbox()])
+        async with transaction(local.runtime.sessions) as session:
+            names = (await session.exec(sa.select(Member.display_name))).scalars().all()
+        assert sorted(names) == sorted(f"새이름{n}" for n in range(12))
