@@ -170,6 +170,13 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
             lambda bot: bot.answer_callback_query(query.id, text=plain, show_alert=alert, url=url)
         )
 
+    def replace(self, update: Any, rendered: Rendered, *, notice: str | None = None) -> None:
+        """Answer a pressed button (with an optional small ``notice``) and show ``rendered``
+        in place of the message the button was on."""
+        self.answer(update, notice)
+        message = update.effective_message
+        self.edit(message.chat_id, message.message_id, rendered)
+
     def send_document(
         self, chat_id: int, *, filename: str, data: bytes, caption: Rendered | None = None
     ) -> None:

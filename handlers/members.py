@@ -137,77 +137,58 @@ async def open_deep_link(update: Update, context: MoimContext, payload: str) -> 
     await target(update, context, match.group(2))
 
 
+def _button_language(update: Update, index: int = 0) -> tuple:
+    """The pressed button's data and the language it carries (answers are in it from now)."""
+    parsed = callback(update)
+    language = parsed.str_arg(index) if parsed else None
+    if language not in ("ko", "en"):
+        raise StaleButton()
+    return parsed, language
+
+
 @moim_handler(private=True)
 async def notice_language(update: Update, context: MoimContext) -> None:
     """Show the privacy notice in the other language."""
-    parsed = callback(update)
-    language = parsed.str_arg(0) if parsed else None
-    if language not in ("ko", "en"):
-        raise StaleButton()
+    parsed, language = _button_language(update)
     context.scope.language = language
-    context.answer(update)
-    message = update.effective_message
-    context.edit(
-        message.chat_id,
-        message.message_id,
-        _notice(context, language, parsed.str_arg(1) or ""),
-    )
+    context.replace(update, _notice(context, language, parsed.str_arg(1) or ""))
 
 
 @moim_handler(private=True)
 async def consent_pressed(update: Update, context: MoimContext) -> None:
     """Consent given: now the age question (nothing is stored yet)."""
-    parsed = callback(update)
-    language = parsed.str_arg(0) if parsed else None
-    if language not in ("ko", "en"):
-        raise StaleButton()
+    parsed, language = _button_language(update)
     context.scope.language = language
-    context.answer(update)
-    message = update.effective_message
-    context.edit(
-        message.chat_id,
-        message.message_id,
-        context.render(
-            "members/age_question.html",
-            minimum_age=context.runtime.config.bot.minimum_age,
-            shown_language=language,
-            payload=parsed.str_arg(1) or "",
-        ),
+    question = context.render(
+        "members/age_question.html",
+        minimum_age=context.runtime.config.bot.minimum_age,
+        shown_language=language,
+        payload=parsed.str_arg(1) or "",
     )
+    context.replace(update, question)
 
 
 @moim_handler(private=True)
 async def decline_pressed(update: Update, context: MoimContext) -> None:
     """No consent: say that nothing was stored and how to come back."""
-    parsed = callback(update)
-    if parsed and parsed.str_arg(0) in ("ko", "en"):
-        context.scope.language = parsed.str_arg(0)
-    context.answer(update)
-    message = update.effective_message
-    context.edit(message.chat_id, message.message_id, context.render("members/declined.html"))
+    _, context.scope.language = _button_language(update)
+    context.replace(update, context.render("members/declined.html"))
 
 
 @moim_handler(private=True)
 async def age_pressed(update: Update, context: MoimContext) -> None:
     """Old enough: register (consent recorded with the notice version), then follow the link."""
-    parsed = callback(update)
-    answer = parsed.str_arg(0) if parsed else None
-    language = parsed.str_arg(1) if parsed else None
-    if answer not in ("yes", "no") or language not in ("ko", "en"):
+    parsed, language = _button_language(update, index=1)
+    answer = parsed.str_arg(0)
+    if answer not in ("yes", "no"):
         raise StaleButton()
     context.scope.language = language
-    message = update.effective_message
+    config = context.runtime.config.bot
     if answer == "no":
-        context.answer(update)
-        context.edit(
-            message.chat_id,
-            message.message_id,
-            context.render(
-                f"{TooYoung.feature}/errors.html",
-                code=TooYoung.code,
-                minimum_age=context.runtime.config.bot.minimum_age,
-            ),
+        too_young = context.render(
+            f"{TooYoung.feature}/errors.html", code=TooYoung.code, minimum_age=config.minimum_age
         )
+        context.replace(update, too_young)
         return
     user = update.effective_user
     member = await members.register(
@@ -215,16 +196,11 @@ async def age_pressed(update: Update, context: MoimContext) -> None:
         telegram_user_id=user.id,
         display_name=user.full_name,
         language=language,
-        notice_version=context.runtime.config.bot.privacy_notice_version,
+        notice_version=config.privacy_notice_version,
         now=context.now,
     )
     context.scope.member = member
-    context.answer(update)
-    context.edit(
-        message.chat_id,
-        message.message_id,
-        context.render("members/registered.html", member=member),
-    )
+    context.replace(update, context.render("members/registered.html", member=member))
     payload = parsed.str_arg(2) or ""
     if payload:
         await open_deep_link(update, context, payload)
@@ -261,13 +237,7 @@ async def language_pressed(update: Update, context: MoimContext) -> None:
         raise StaleButton()
     await members.set_language(context.session, context.member, language)
     context.scope.language = language
-    context.answer(update)
-    message = update.effective_message
-    context.edit(
-        message.chat_id,
-        message.message_id,
-        context.render("members/language_changed.html"),
-    )
+    context.replace(update, context.render("members/language_changed.html"))
 
 
 @moim_handler(private=True, registered=True)
@@ -321,19 +291,14 @@ async def ask_forget(update: Update, context: MoimContext) -> None:
 async def forget_pressed(update: Update, context: MoimContext) -> None:
     """Confirmed: erase personal data (anonymous counts stay); or keep everything."""
     parsed = callback(update)
-    choice = parsed.str_arg(0) if parsed else None
-    message = update.effective_message
-    context.answer(update)
-    if choice != "yes":
-        context.edit(
-            message.chat_id, message.message_id, context.render("members/forget_kept.html")
-        )
+    if parsed is None or parsed.str_arg(0) != "yes":
+        context.replace(update, context.render("members/forget_kept.html"))
         return
     await privacy.forget_member(
         context.session, context.member, hooks=context.runtime.features.privacy, now=context.now
     )
     context.scope.member = None
-    context.edit(message.chat_id, message.message_id, context.render("members/forgotten.html"))
+    context.replace(update, context.render("members/forgotten.html"))
 
 
 @moim_handler()

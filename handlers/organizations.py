@@ -206,21 +206,15 @@ async def join_pressed(update: Update, context: MoimContext) -> None:
         sensitive_consent=parsed.str_arg(1) == "s",
         now=context.now,
     )
-    context.answer(update)
-    message = update.effective_message
-    context.edit(
-        message.chat_id,
-        message.message_id,
-        context.render("orgs/joined.html", org=org, membership=membership, new=new),
+    context.replace(
+        update, context.render("orgs/joined.html", org=org, membership=membership, new=new)
     )
 
 
 @moim_handler(private=True)
 async def join_declined(update: Update, context: MoimContext) -> None:
     """Not joining after all."""
-    context.answer(update)
-    message = update.effective_message
-    context.edit(message.chat_id, message.message_id, context.render("orgs/not_joined.html"))
+    context.replace(update, context.render("orgs/not_joined.html"))
 
 
 # --- inviting ---------------------------------------------------------------------------------
@@ -289,15 +283,12 @@ async def members_page(update: Update, context: MoimContext) -> None:
     org = await org_from_button(
         update, context, parsed.int_arg(0) if parsed else None, action="members.list"
     )
-    offset = max(0, parsed.int_arg(1) or 0)
-    context.answer(update)
-    message = update.effective_message
+    page = await _members_page(context, org, max(0, parsed.int_arg(1) or 0))
     if parsed.int_arg(1) is None:  # chosen from the organisation list: a new message
-        context.reply(update, await _members_page(context, org, offset))
+        context.answer(update)
+        context.reply(update, page)
     else:
-        context.edit(
-            message.chat_id, message.message_id, await _members_page(context, org, offset)
-        )
+        context.replace(update, page)
 
 
 @moim_handler(private=True, registered=True)
@@ -310,9 +301,7 @@ async def member_detail(update: Update, context: MoimContext) -> None:
     row = await organizations.get_membership(context.session, org, parsed.int_arg(1) or 0)
     if row is None:
         raise StaleButton()
-    context.answer(update)
-    message = update.effective_message
-    context.edit(message.chat_id, message.message_id, await _detail(context, org, row))
+    context.replace(update, await _detail(context, org, row))
 
 
 async def _detail(context: MoimContext, org, row):
@@ -345,9 +334,8 @@ async def member_change(update: Update, context: MoimContext) -> None:
         is_bot_admin=await context.is_admin(),
         now=context.now,
     )
-    context.answer(update, context.render("orgs/changed_notice.html", row=row).text)
-    message = update.effective_message
-    context.edit(message.chat_id, message.message_id, await _detail(context, org, row))
+    notice = context.render("orgs/changed_notice.html", row=row).text
+    context.replace(update, await _detail(context, org, row), notice=notice)
 
 
 # --- Telegram groups and networks -------------------------------------------------------------
