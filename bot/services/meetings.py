@@ -299,7 +299,9 @@ def read_repeat(text: str) -> str | None:
 
 def _named_weekday(text: str) -> int | None:
     match = re.search(
-        r"([월화수목금토일])요일|\b(mon|tue|wed|thu|fri|sat|sun)[a-z]*", text.lower()
+        r"([월화수목금토일])요일|\b(mon|tue|wed|thu|fri|sat|sun)"
+        r"(?:day|s|sday|nesday|rs|rsday|urday)?\b",
+        text.lower(),
     )
     if not match:
         return None
@@ -730,10 +732,14 @@ async def extend_series(
 
 
 async def _schedule_extension(session: AsyncSession, meeting: Meeting, *, now: dt.datetime):
-    """Wake the series up again when its next occurrence begins (to add one more)."""
-    key = f"meeting-{meeting.id}-extend"
+    """Wake the series up again when its next occurrence begins (to add one more).
+
+    Each wake-up has its own key (the occurrence's): a job cannot reschedule its own row,
+    which the runner marks done once the handler returns.
+    """
+    prefix = f"meeting-{meeting.id}-extend-"
+    await jobs.cancel_prefix(session, prefix)
     if not meeting.rrule or meeting.cancelled_at is not None:
-        await jobs.cancel(session, key)
         return
     next_start = (
         await session.exec(
@@ -744,12 +750,11 @@ async def _schedule_extension(session: AsyncSession, meeting: Meeting, *, now: d
         )
     ).one()
     if next_start is None:
-        await jobs.cancel(session, key)
         return
     await jobs.schedule(
         session,
         kind=EXTEND_JOB,
-        key=key,
+        key=prefix + recurrence.token(next_start),
         due_at=next_start,
         payload={"meeting_id": meeting.id},
         now=now,
