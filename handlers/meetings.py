@@ -369,7 +369,7 @@ async def rsvp_pressed(update: Update, context: MoimContext) -> None:
         remaining = max(1, round((occurrence.starts_at - context.now).total_seconds() / 60))
         rendered = context.render("meetings/reminder.html", view=shown, remaining=remaining)
     else:
-        rendered = await _private_card(context, meeting.id)
+        rendered = await _private_card(context, meeting.id, occurrence.id)
     context.edit(message.chat_id, message.message_id, rendered)
 
 
@@ -955,7 +955,7 @@ async def run_reminder(job_context, job) -> None:
 
 
 async def run_extension(job_context, job) -> None:
-    """An occurrence began: schedule the series' next one; its cards move on."""
+    """An occurrence began: schedule the series' next one; the cards stop taking answers."""
     meeting_id = job.payload["meeting_id"]
     await meetings.extend_job(
         job_context.session,

@@ -320,7 +320,7 @@ async def test_reminder_offsets_must_fit_before_the_meeting(runtime, clock):
     assert raised.value.params | {"minutes": 1440, "gap": 180} == raised.value.params
     pending = await pending_jobs(runtime)
     # Created 3 hours ahead: the day-before reminder was left out, the hour-before one is set.
-    assert sorted(k for k in pending if k.startswith(f"meeting-{one_off.id}-")) == [
+    assert sorted(k for k in pending if k.startswith(f"meeting-{one_off.id}-occ-")) == [
         f"meeting-{one_off.id}-occ-{recurrence.token(soon)}-remind-60"
     ]
     weekly = await create(runtime, clock, world, repeat="weekly")

@@ -732,14 +732,15 @@ async def extend_series(
 
 
 async def _schedule_extension(session: AsyncSession, meeting: Meeting, *, now: dt.datetime):
-    """Wake the series up again when its next occurrence begins (to add one more).
+    """Wake the meeting up when its next occurrence begins: a series adds one more, and the
+    cards stop taking answers for the one that began.
 
     Each wake-up has its own key (the occurrence's): a job cannot reschedule its own row,
     which the runner marks done once the handler returns.
     """
     prefix = f"meeting-{meeting.id}-extend-"
     await jobs.cancel_prefix(session, prefix)
-    if not meeting.rrule or meeting.cancelled_at is not None:
+    if meeting.cancelled_at is not None:
         return
     next_start = (
         await session.exec(
@@ -1476,7 +1477,7 @@ async def check_in(
             )
         ).first()
         if found is None:
-            raise WrongCheckinCode(code=code)
+            raise WrongCheckinCode()
         occurrence_id = found
     if occurrence_id is None:
         raise StaleButton()
