@@ -358,6 +358,7 @@ async def rsvp_pressed(update: Update, context: MoimContext) -> None:
         occurrence_id=occurrence_id,
         answer=answer,
         now=context.now,
+        join=parsed.str_arg(2) == "j" and is_private(update),
     )
     shown = meetings.MeetingView(meeting, org, occurrence, answer=answer.value)
     context.answer(update, context.render("meetings/answered.html", view=shown).text)

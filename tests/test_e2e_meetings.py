@@ -389,3 +389,29 @@ async def test_the_one_line_form_in_english_and_muted_reminders(local, clock):
     )
     help_text = (await minji.say("/help"))[-1]["text"]
     assert "/new_meeting" in help_text and "/calendar" in help_text
+
+
+async def test_a_newcomer_opens_the_meeting_link_and_joins_with_the_same_tap(local):
+    minji, _ = await organisation(local)
+    await minji.say(SERIES)
+    neighbour = Person(local, "순자")
+    await register(neighbour, "meet_1")  # consent, age check, then the link's meeting
+    card = neighbour.last()
+    assert "가입과 응답이 한 번에 됩니다" in card["text"] and "내 응답" not in card["text"]
+    assert buttons(card)[:2] == ["가입하고 참석", "가입하고 미정"]
+    await neighbour.tap("가입하고 참석")
+    after = neighbour.last()["text"]
+    assert "내 응답: 참석" in after and "참석 1 · 미정 0 · 불참 0" in after
+    assert "새솔마을 주민회 — 후원회원" in (await neighbour.say("/me"))[-1]["text"]
+    # A sensitive organisation (a union) still asks its separate consent: nothing is stored.
+    await minji.say("/new_org 공공운수노조 지부 | union | 민감")
+    await minji.say("/new_meeting 조합원 총회 | 12월 19일 14:00")
+    await minji.tap("공공운수노조 지부")  # minji organises two organisations now
+    assert "‘조합원 총회’ 모임을 만들었습니다" in minji.inbox()[-2]["text"]
+    worker = Person(local, "도윤")
+    await register(worker, "meet_2")
+    answer = await worker.tap("가입하고 참석")
+    assert "별도 동의" in answer["text"]
+    async with transaction(local.runtime.sessions) as session:
+        answers = (await session.exec(sa.select(sa.func.count()).select_from(MeetingRsvp))).one()
+    assert answers == (1,)  # only 순자's

@@ -391,6 +391,7 @@ class MeetingView:
     attended: int = 0
     checkin_open: bool = False
     is_organizer: bool = False
+    is_member: bool = True
     upcoming: list[MeetingOccurrence] = field(default_factory=list)
     last_started: MeetingOccurrence | None = None
 
@@ -557,7 +558,11 @@ async def view(
         if viewer is not None:
             result.answer = await answer_of(session, viewer.id, occurrence.id)
     if viewer is not None:
-        result.is_organizer = is_bot_admin or await _is_organizer(session, viewer, org)
+        membership = await organizations.membership_of(session, viewer, org)
+        result.is_member = membership is not None
+        result.is_organizer = is_bot_admin or (
+            membership is not None and membership.role in ("organizer", "admin")
+        )
     if for_management:
         result.upcoming = await _upcoming_rows(session, meeting.id, now=now, limit=6)
         result.last_started = (
@@ -573,11 +578,6 @@ async def view(
             )
         ).first()
     return result
-
-
-async def _is_organizer(session: AsyncSession, member: Member, org: Organization) -> bool:
-    membership = await organizations.membership_of(session, member, org)
-    return membership is not None and membership.role in ("organizer", "admin")
 
 
 async def _require_member(session: AsyncSession, member: Member, org: Organization) -> None:
@@ -814,11 +814,19 @@ async def rsvp(
     occurrence_id: int,
     answer: Answer,
     now: dt.datetime,
+    join: bool = False,
 ) -> tuple[MeetingOccurrence, Meeting, Organization]:
-    """A member answers 참석 / 불참 / 미정 for one occurrence (a new answer replaces the old)."""
+    """A member answers 참석 / 불참 / 미정 for one occurrence (a new answer replaces the old).
+
+    With ``join`` someone who opened the meeting's link joins its organisation with the same
+    tap (as a supporter; a sensitive organisation still asks its separate consent first).
+    """
     occurrence, meeting, org = await get_occurrence(session, occurrence_id)
     _require_open(occurrence, meeting, now)
-    await _require_member(session, member, org)
+    if join:
+        await organizations.join(session, member=member, org=org, now=now)
+    else:
+        await _require_member(session, member, org)
     insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     statement = insert(MeetingRsvp).values(
         occurrence_id=occurrence.id, member_id=member.id, answer=answer.value, answered_at=now
