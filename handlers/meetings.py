@@ -72,7 +72,11 @@ def register(app: MoimApplication) -> None:
             filters.ChatType.PRIVATE & filters.TEXT & filters.Regex(CODE_TEXT), typed_code
         )
     )
-    app.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, document_sent))
+    # In a group of its own: a document only means something here while the minutes flow
+    # waits for one, and other features may want documents too.
+    app.add_handler(
+        MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, document_sent), group=1
+    )
     features.flows[FLOW] = new_meeting_text
     features.flows[MOVE_FLOW] = move_text
     features.flows[MINUTES_FLOW] = minutes_text
@@ -842,7 +846,6 @@ async def document_sent(update: Update, context: MoimContext) -> None:
         now=context.now,
     )
     if state is None or state.flow != MINUTES_FLOW or context.member is None:
-        context.reply(update, context.render("meetings/unexpected_document.html"))
         return
     document = update.effective_message.document
     await _minutes_draft(

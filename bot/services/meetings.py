@@ -920,7 +920,10 @@ async def _reminder_recipients(
             Member.deleted_at.is_(None),
             Member.telegram_user_id.is_not(None),
             Member.unreachable_since.is_(None),
-            ~sa.exists().where(Delivery.batch == batch, Delivery.member_id == Member.id),
+            # Already queued by an earlier run (looked up by its unique dedupe key).
+            ~sa.exists().where(
+                Delivery.dedupe_key == sa.literal(batch + ":") + sa.cast(Member.id, sa.String)
+            ),
         )
     )
     not_muted = Member.muted.is_(False)
