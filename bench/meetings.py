@@ -155,8 +155,7 @@ async def _bulk_members(session, organization_id: int, telegram_ids: list[int], 
         }
         for n, telegram_id in enumerate(telegram_ids)
     ]
-    for start in range(0, len(rows), 1000):
-        await session.exec(sa.insert(Member), params=rows[start : start + 1000])
+    await _insert_all(session, Member, rows)
     member_ids = (
         await session.exec(sa.select(Member.id).where(Member.telegram_user_id.in_(telegram_ids)))
     ).all()
@@ -170,8 +169,12 @@ async def _bulk_members(session, organization_id: int, telegram_ids: list[int], 
         }
         for (member_id,) in member_ids
     ]
-    for start in range(0, len(memberships), 1000):
-        await session.exec(sa.insert(Membership), params=memberships[start : start + 1000])
+    await _insert_all(session, Membership, memberships)
+
+
+async def _insert_all(session, table, rows: list[dict]) -> None:
+    for start in range(0, len(rows), 1000):
+        await session.exec(sa.insert(table), params=rows[start : start + 1000])
 
 
 async def _world(emulator: Emulator, count: int) -> list[int]:

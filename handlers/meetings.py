@@ -111,6 +111,27 @@ def _settings(context):
     return context.runtime.config.meetings
 
 
+async def _as_organizer(context: MoimContext, org, action: str) -> None:
+    """Go on only if the person organises ``org`` (otherwise refused, and audited)."""
+    await organizations.require_organizer(
+        context.session,
+        member=context.member,
+        org=org,
+        now=context.now,
+        action=action,
+        is_bot_admin=await context.is_admin(),
+    )
+
+
+def _number(update: Update, index: int = 0) -> int:
+    """The pressed button's ``index``-th argument as a number (a stale button if it is not)."""
+    parsed = callback(update)
+    value = parsed.int_arg(index) if parsed else None
+    if value is None:
+        raise StaleButton()
+    return value
+
+
 # --- creating a meeting ------------------------------------------------------------------------
 
 
@@ -325,12 +346,9 @@ async def open_meeting_link(update: Update, context: MoimContext, arg: str) -> N
 @moim_handler(private=True, registered=True)
 async def open_pressed(update: Update, context: MoimContext) -> None:
     """A meeting chosen from /meetings: its card."""
-    parsed = callback(update)
-    meeting_id = parsed.int_arg(0) if parsed else None
-    if meeting_id is None:
-        raise StaleButton()
+    meeting_id = _number(update)
     context.answer(update)
-    context.reply(update, await _private_card(context, meeting_id, parsed.int_arg(1)))
+    context.reply(update, await _private_card(context, meeting_id, callback(update).int_arg(1)))
 
 
 async def _require_registered(context: MoimContext, occurrence_id: int | None) -> None:
@@ -381,10 +399,7 @@ async def rsvp_pressed(update: Update, context: MoimContext) -> None:
 @moim_handler()
 async def ics_pressed(update: Update, context: MoimContext) -> None:
     """The card's calendar button: the meeting's .ics, sent privately."""
-    parsed = callback(update)
-    meeting_id = parsed.int_arg(0) if parsed else None
-    if meeting_id is None:
-        raise StaleButton()
+    meeting_id = _number(update)
     if context.member is None:
         raise NotRegistered(payload=f"meet_{meeting_id}")
     meeting, _ = await meetings.get_meeting(context.session, meeting_id)
@@ -467,27 +482,19 @@ async def _manage_view(context: MoimContext, meeting_id: int, occurrence_id: int
         for_management=True,
     )
     if not shown.is_organizer:
-        await organizations.require_organizer(
-            context.session,
-            member=context.member,
-            org=shown.organization,
-            now=context.now,
-            action="meeting.manage",
-        )
+        await _as_organizer(context, shown.organization, "meeting.manage")
     return context.render("meetings/manage.html", view=shown, now=context.now)
 
 
 @moim_handler(private=True, registered=True)
 async def manage_pressed(update: Update, context: MoimContext) -> None:
     """⚙: what an organiser can do with the meeting (or with one occurrence of it)."""
-    parsed = callback(update)
-    meeting_id = parsed.int_arg(0) if parsed else None
-    if meeting_id is None:
-        raise StaleButton()
-    rendered = await _manage_view(context, meeting_id, parsed.int_arg(1))
+    meeting_id = _number(update)
+    occurrence_id = callback(update).int_arg(1)
+    rendered = await _manage_view(context, meeting_id, occurrence_id)
     context.answer(update)
     message = update.effective_message
-    if parsed.int_arg(1) is None:
+    if occurrence_id is None:
         context.reply(update, rendered)
     else:
         context.edit(message.chat_id, message.message_id, rendered)
@@ -505,14 +512,7 @@ async def move_pressed(update: Update, context: MoimContext) -> None:
     else:
         meeting, org = await meetings.get_meeting(context.session, item_id)
         occurrence = await meetings.next_occurrence(context.session, meeting.id, now=context.now)
-    await organizations.require_organizer(
-        context.session,
-        member=context.member,
-        org=org,
-        now=context.now,
-        action="meeting.move",
-        is_bot_admin=await context.is_admin(),
-    )
+    await _as_organizer(context, org, "meeting.move")
     await conversations.begin(
         context.session,
         chat_id=update.effective_chat.id,
@@ -583,14 +583,7 @@ async def cancel_pressed(update: Update, context: MoimContext) -> None:
         else:
             meeting, org = await meetings.get_meeting(context.session, item_id)
             occurrence = None
-        await organizations.require_organizer(
-            context.session,
-            member=context.member,
-            org=org,
-            now=context.now,
-            action="meeting.cancel",
-            is_bot_admin=await context.is_admin(),
-        )
+        await _as_organizer(context, org, "meeting.cancel")
         shown = meetings.MeetingView(meeting, org, occurrence)
         context.edit(
             message.chat_id,
@@ -620,19 +613,9 @@ async def cancel_pressed(update: Update, context: MoimContext) -> None:
 @moim_handler(private=True, registered=True)
 async def reminders_pressed(update: Update, context: MoimContext) -> None:
     """The reminder settings of a meeting: offsets to switch on and off, and the audience."""
-    parsed = callback(update)
-    meeting_id = parsed.int_arg(0) if parsed else None
-    if meeting_id is None:
-        raise StaleButton()
+    meeting_id = _number(update)
     meeting, org = await meetings.get_meeting(context.session, meeting_id)
-    await organizations.require_organizer(
-        context.session,
-        member=context.member,
-        org=org,
-        now=context.now,
-        action="meeting.remind",
-        is_bot_admin=await context.is_admin(),
-    )
+    await _as_organizer(context, org, "meeting.remind")
     context.answer(update)
     context.reply(update, _reminders_view(context, meeting))
 
@@ -687,10 +670,7 @@ async def _change_reminders(update: Update, context: MoimContext, meeting_id: in
 @moim_handler(private=True, registered=True)
 async def checkin_opened(update: Update, context: MoimContext) -> None:
     """The organiser opens check-in: the QR code and the code to read out, sent to them."""
-    parsed = callback(update)
-    occurrence_id = parsed.int_arg(0) if parsed else None
-    if occurrence_id is None:
-        raise StaleButton()
+    occurrence_id = _number(update)
     minutes = _settings(context).checkin_minutes
     occurrence, meeting, org = await meetings.open_checkin(
         context.session,
@@ -715,10 +695,7 @@ async def checkin_opened(update: Update, context: MoimContext) -> None:
 @moim_handler(private=True, registered=True)
 async def checkin_closed(update: Update, context: MoimContext) -> None:
     """The organiser closes check-in now."""
-    parsed = callback(update)
-    occurrence_id = parsed.int_arg(0) if parsed else None
-    if occurrence_id is None:
-        raise StaleButton()
+    occurrence_id = _number(update)
     occurrence, meeting, count = await meetings.close_checkin(
         context.session,
         actor=context.member,
@@ -736,10 +713,7 @@ async def checkin_closed(update: Update, context: MoimContext) -> None:
 @moim_handler()
 async def here_pressed(update: Update, context: MoimContext) -> None:
     """✅ on a card or an invitation: "I am here"."""
-    parsed = callback(update)
-    occurrence_id = parsed.int_arg(0) if parsed else None
-    if occurrence_id is None:
-        raise StaleButton()
+    occurrence_id = _number(update)
     await _require_registered(context, occurrence_id)
     occurrence, meeting, org, new = await meetings.check_in(
         context.session,
@@ -801,19 +775,9 @@ async def typed_code(update: Update, context: MoimContext) -> None:
 @moim_handler(private=True, registered=True)
 async def minutes_pressed(update: Update, context: MoimContext) -> None:
     """Send minutes of an occurrence: ask for the text or the document."""
-    parsed = callback(update)
-    occurrence_id = parsed.int_arg(0) if parsed else None
-    if occurrence_id is None:
-        raise StaleButton()
+    occurrence_id = _number(update)
     occurrence, meeting, org = await meetings.get_occurrence(context.session, occurrence_id)
-    await organizations.require_organizer(
-        context.session,
-        member=context.member,
-        org=org,
-        now=context.now,
-        action="meeting.minutes",
-        is_bot_admin=await context.is_admin(),
-    )
+    await _as_organizer(context, org, "meeting.minutes")
     if context.now < occurrence.starts_at:
         raise meetings.MinutesTooEarly(title=meeting.title)
     await conversations.begin(

@@ -52,6 +52,13 @@ async def member(local, name: str, *, group=None, language: str = "ko") -> Perso
     return person
 
 
+async def answer_all(people: dict[str, Person], answers: dict[str, str]) -> None:
+    """Each named person opens meeting 1 by its link and taps their answer."""
+    for name, label in answers.items():
+        await people[name].say("/start meet_1")
+        await people[name].tap(label)
+
+
 def texts(person: Person, chat_id=None) -> list[str]:
     return [m["text"] or "" for m in person.inbox(chat_id)]
 
@@ -126,9 +133,7 @@ async def test_reminders_go_out_at_their_offsets_once_across_a_restart_and_two_s
     minji, _ = await organisation(local)
     await minji.say(SERIES)
     people = {name: await member(local, name) for name in ("서준", "하은", "지호", "도윤")}
-    for name, label in (("서준", "참석"), ("하은", "미정"), ("지호", "불참")):
-        await people[name].say("/start meet_1")
-        await people[name].tap(label)
+    await answer_all(people, {"서준": "참석", "하은": "미정", "지호": "불참"})
     await people["서준"].say("/mute")  # muted, but said yes: still reminded
 
     clock.set(FIRST - dt.timedelta(days=1))
@@ -168,9 +173,7 @@ async def test_cancelling_a_date_tells_yes_and_maybe_and_others_cannot(local):
     minji, _ = await organisation(local)
     await minji.say(SERIES)
     people = {name: await member(local, name) for name in ("서준", "하은", "지호", "도윤")}
-    for name, label in (("서준", "참석"), ("하은", "미정"), ("지호", "불참")):
-        await people[name].say("/start meet_1")
-        await people[name].tap(label)
+    await answer_all(people, {"서준": "참석", "하은": "미정", "지호": "불참"})
     stale_card = people["서준"].last()
 
     # A member forging an organiser's button is refused, and it is written down.
@@ -247,9 +250,7 @@ async def test_check_in_by_code_qr_and_button_then_minutes_and_attendance(local,
     minji, _ = await organisation(local)
     await minji.say("/new_meeting 정기총회 | 오늘 19:30 | 2시간 | 구민회관")
     people = {name: await member(local, name) for name in ("서준", "하은", "지호", "도윤")}
-    for name, label in (("서준", "참석"), ("하은", "미정"), ("도윤", "불참")):
-        await people[name].say("/start meet_1")
-        await people[name].tap(label)
+    await answer_all(people, {"서준": "참석", "하은": "미정", "도윤": "불참"})
 
     await minji.say("/start meet_1")
     await minji.tap("⚙ 관리")

@@ -109,6 +109,23 @@ async def answer(runtime, clock, member, occurrence, value: Answer) -> None:
         )
 
 
+async def open_checkin(runtime, world, occurrence, at: dt.datetime):
+    async with transaction(runtime.sessions) as session:
+        return await meetings.open_checkin(
+            session,
+            actor=world.minji,
+            occurrence_id=occurrence.id,
+            minutes=30,
+            renderer=runtime.renderer,
+            now=at,
+        )
+
+
+async def check_in(runtime, member, occurrence, at: dt.datetime) -> None:
+    async with transaction(runtime.sessions) as session:
+        await meetings.check_in(session, member=member, occurrence_id=occurrence.id, now=at)
+
+
 async def deliveries(runtime, prefix: str = "") -> list[Delivery]:
     async with transaction(runtime.sessions) as session:
         rows = await session.exec(
@@ -440,20 +457,9 @@ async def test_check_in_by_code_or_button_only_while_open(runtime, clock):
     (occurrence,) = await occurrences(runtime, meeting.id)
     seojun, haeun = world.people["서준"], world.people["하은"]
 
-    async def open_checkin(at):
-        async with transaction(runtime.sessions) as session:
-            return await meetings.open_checkin(
-                session,
-                actor=world.minji,
-                occurrence_id=occurrence.id,
-                minutes=30,
-                renderer=runtime.renderer,
-                now=at,
-            )
-
     with pytest.raises(meetings.CheckinWindow):
-        await open_checkin(FIRST - dt.timedelta(hours=3))
-    opened, _, _ = await open_checkin(FIRST - dt.timedelta(minutes=10))
+        await open_checkin(runtime, world, occurrence, FIRST - dt.timedelta(hours=3))
+    opened, _, _ = await open_checkin(runtime, world, occurrence, FIRST - dt.timedelta(minutes=10))
     code = opened.checkin_code
     assert len(code) == 6 and code.isdigit()
     at = FIRST
@@ -500,18 +506,8 @@ async def test_minutes_reach_those_who_came_and_those_who_said_yes(runtime, cloc
     await answer(runtime, clock, people["서준"], occurrence, Answer.MAYBE)
     await answer(runtime, clock, people["하은"], occurrence, Answer.YES)
     await answer(runtime, clock, people["지호"], occurrence, Answer.NO)
-    async with transaction(runtime.sessions) as session:
-        await meetings.open_checkin(
-            session,
-            actor=world.minji,
-            occurrence_id=occurrence.id,
-            minutes=30,
-            renderer=runtime.renderer,
-            now=FIRST,
-        )
-        await meetings.check_in(
-            session, member=people["서준"], occurrence_id=occurrence.id, now=FIRST
-        )
+    await open_checkin(runtime, world, occurrence, FIRST)
+    await check_in(runtime, people["서준"], occurrence, FIRST)
     after = FIRST + dt.timedelta(hours=3)
     async with transaction(runtime.sessions) as session:
         with pytest.raises(meetings.MinutesTooEarly):
@@ -550,16 +546,8 @@ async def test_forgetting_keeps_counts_but_not_the_person(runtime, clock):
     seojun = world.people["서준"]
     await answer(runtime, clock, seojun, first, Answer.YES)
     await answer(runtime, clock, seojun, second, Answer.MAYBE)
-    async with transaction(runtime.sessions) as session:
-        await meetings.open_checkin(
-            session,
-            actor=world.minji,
-            occurrence_id=first.id,
-            minutes=30,
-            renderer=runtime.renderer,
-            now=FIRST,
-        )
-        await meetings.check_in(session, member=seojun, occurrence_id=first.id, now=FIRST)
+    await open_checkin(runtime, world, first, FIRST)
+    await check_in(runtime, seojun, first, FIRST)
     later = FIRST + dt.timedelta(days=1)
     hook = privacy.PrivacyHook("meetings", meetings.export_member, meetings.erase_member)
     async with transaction(runtime.sessions) as session:
@@ -601,18 +589,8 @@ async def test_the_attendance_sheet_lists_every_date_with_answers_and_check_ins(
     (occurrence,) = await occurrences(runtime, meeting.id)
     await answer(runtime, clock, world.people["서준"], occurrence, Answer.YES)
     await answer(runtime, clock, world.people["하은"], occurrence, Answer.NO)
-    async with transaction(runtime.sessions) as session:
-        await meetings.open_checkin(
-            session,
-            actor=world.minji,
-            occurrence_id=occurrence.id,
-            minutes=30,
-            renderer=runtime.renderer,
-            now=FIRST,
-        )
-        await meetings.check_in(
-            session, member=world.people["지호"], occurrence_id=occurrence.id, now=FIRST
-        )
+    await open_checkin(runtime, world, occurrence, FIRST)
+    await check_in(runtime, world.people["지호"], occurrence, FIRST)
     labels = dict(
         line.split("=", 1)
         for line in runtime.renderer.text("meetings/export_labels.html", "ko").splitlines()

@@ -29,7 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.render import Renderer
 from bot.services import audit, exports, ics, jobs, organizations, outbox, recurrence
 from bot.services.errors import DomainError, StaleButton
-from bot.services.timeparse import parse_duration, parse_when, require_future
+from bot.services.timeparse import WEEKDAYS, parse_duration, parse_when, require_future
 from models import (
     Answer,
     CheckinMethod,
@@ -79,22 +79,6 @@ REPEAT_WORDS = {
     "한 번": "",
     "한번": "",
     "once": "",
-}
-_WEEKDAY_NAMES = {
-    "월": 0,
-    "화": 1,
-    "수": 2,
-    "목": 3,
-    "금": 4,
-    "토": 5,
-    "일": 6,
-    "mon": 0,
-    "tue": 1,
-    "wed": 2,
-    "thu": 3,
-    "fri": 4,
-    "sat": 5,
-    "sun": 6,
 }
 
 
@@ -305,7 +289,7 @@ def _named_weekday(text: str) -> int | None:
     )
     if not match:
         return None
-    return _WEEKDAY_NAMES[match.group(1) or match.group(2)]
+    return WEEKDAYS[match.group(1) or match.group(2)]
 
 
 def parse_one_line(text: str, *, now: dt.datetime, timezone: str) -> MeetingDraft:
