@@ -294,10 +294,6 @@ async def new_meeting_button(update: Update, context: MoimContext) -> None:
 
 async def render_card(request: CardRequest) -> Rendered | None:
     """The meeting's card as it should look now (in a group, or in someone's private chat)."""
-    return await _card(request)
-
-
-async def _card(request: CardRequest, occurrence_id: int | None = None) -> Rendered | None:
     private = request.chat_id > 0
     viewer = await members.by_telegram_id(request.session, request.chat_id) if private else None
     is_admin = private and await members.is_admin(
@@ -305,12 +301,7 @@ async def _card(request: CardRequest, occurrence_id: int | None = None) -> Rende
     )
     try:
         shown = await meetings.view(
-            request.session,
-            request.item_id,
-            now=request.now,
-            viewer=viewer,
-            occurrence_id=occurrence_id,
-            is_bot_admin=is_admin,
+            request.session, request.item_id, now=request.now, viewer=viewer, is_bot_admin=is_admin
         )
     except meetings.MeetingNotFound:
         return None
@@ -318,22 +309,23 @@ async def _card(request: CardRequest, occurrence_id: int | None = None) -> Rende
 
 
 async def _private_card(
-    context: MoimContext, meeting_id: int, occurrence_id: int | None = None
+    context: MoimContext,
+    meeting_id: int,
+    occurrence_id: int | None = None,
+    *,
+    loaded: tuple[Any, Any, Any] | None = None,
 ) -> Rendered:
-    rendered = await _card(
-        CardRequest(
-            session=context.session,
-            runtime=context.runtime,
-            item_id=meeting_id,
-            language=context.language,
-            chat_id=context.scope.telegram_user_id,
-            now=context.now,
-        ),
-        occurrence_id,
+    """The card as this person sees it in their private chat (their answer, their role)."""
+    shown = await meetings.view(
+        context.session,
+        meeting_id,
+        now=context.now,
+        viewer=context.member,
+        occurrence_id=occurrence_id,
+        is_bot_admin=await context.is_admin(),
+        loaded=loaded,
     )
-    if rendered is None:
-        raise meetings.MeetingNotFound()
-    return rendered
+    return context.render("meetings/card.html", view=shown, private=True, now=context.now)
 
 
 async def open_meeting_link(update: Update, context: MoimContext, arg: str) -> None:
@@ -392,7 +384,7 @@ async def rsvp_pressed(update: Update, context: MoimContext) -> None:
         remaining = max(1, round((occurrence.starts_at - context.now).total_seconds() / 60))
         rendered = context.render("meetings/reminder.html", view=shown, remaining=remaining)
     else:
-        rendered = await _private_card(context, meeting.id, occurrence.id)
+        rendered = await _private_card(context, meeting.id, loaded=(occurrence, meeting, org))
     context.edit(message.chat_id, message.message_id, rendered)
 
 

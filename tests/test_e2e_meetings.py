@@ -18,7 +18,7 @@ from bot.db import transaction
 from bot.delivery import OutboxSender
 from bot.scheduler import JobRunner
 from models import AuditLog, MeetingRsvp
-from tests.e2e import Person, buttons, register
+from tests.e2e import Person, buttons, document_json, register
 from tests.test_e2e_organizations import admin
 
 SERIES = (
@@ -404,6 +404,8 @@ async def test_a_newcomer_opens_the_meeting_link_and_joins_with_the_same_tap(loc
     after = neighbour.last()["text"]
     assert "내 응답: 참석" in after and "참석 1 · 미정 0 · 불참 0" in after
     assert "새솔마을 주민회 — 후원회원" in (await neighbour.say("/me"))[-1]["text"]
+    mine = document_json((await neighbour.say("/mydata"))[-1])["meetings"]
+    assert [(a["meeting"], a["answer"]) for a in mine["answers"]] == [("운영위원회", "yes")]
     # A sensitive organisation (a union) still asks its separate consent: nothing is stored.
     await minji.say("/new_org 공공운수노조 지부 | union | 민감")
     await minji.say("/new_meeting 조합원 총회 | 12월 19일 14:00")

@@ -524,14 +524,21 @@ async def view(
     occurrence_id: int | None = None,
     is_bot_admin: bool = False,
     for_management: bool = False,
+    loaded: tuple[MeetingOccurrence, Meeting, Organization] | None = None,
 ) -> MeetingView:
-    """Everything a card (or the organiser's view) shows about a meeting."""
-    meeting, org = await get_meeting(session, meeting_id)
-    if occurrence_id is not None:
-        occurrence, occurrence_meeting, _ = await get_occurrence(session, occurrence_id)
-        if occurrence_meeting.id != meeting.id:
+    """Everything a card (or the organiser's view) shows about a meeting.
+
+    ``loaded`` is the occurrence with its meeting and organisation when the caller has them
+    already (a tap that just answered), so they are not read again.
+    """
+    if loaded is not None:
+        occurrence, meeting, org = loaded
+    elif occurrence_id is not None:
+        occurrence, meeting, org = await get_occurrence(session, occurrence_id)
+        if meeting.id != meeting_id:
             raise StaleButton()
     else:
+        meeting, org = await get_meeting(session, meeting_id)
         occurrence = await next_occurrence(session, meeting.id, now=now)
     result = MeetingView(meeting=meeting, organization=org, occurrence=occurrence)
     if occurrence is not None:
@@ -539,13 +546,27 @@ async def view(
         result.checkin_open = checkin_is_open(occurrence, now)
         if occurrence.checkin_opened_at is not None:
             result.attended = await attendance_count(session, occurrence.id)
-        if viewer is not None:
-            result.answer = await answer_of(session, viewer.id, occurrence.id)
     if viewer is not None:
-        membership = await organizations.membership_of(session, viewer, org)
-        result.is_member = membership is not None
+        # The viewer's role and answer in one statement (no row: not a member).
+        answer = (
+            select(MeetingRsvp.answer)
+            .where(
+                MeetingRsvp.occurrence_id == (occurrence.id if occurrence else None),
+                MeetingRsvp.member_id == viewer.id,
+            )
+            .scalar_subquery()
+        )
+        row = (
+            await session.exec(
+                select(Membership.role, answer).where(
+                    Membership.member_id == viewer.id, Membership.organization_id == org.id
+                )
+            )
+        ).first()
+        result.is_member = row is not None
+        result.answer = str(row[1]) if row is not None and row[1] is not None else None
         result.is_organizer = is_bot_admin or (
-            membership is not None and membership.role in ("organizer", "admin")
+            row is not None and row[0] in ("organizer", "admin")
         )
     if for_management:
         result.upcoming = await _upcoming_rows(session, meeting.id, now=now, limit=6)
