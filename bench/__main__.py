@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.harness import Figure, Settings
 
 # Each module has NAME and ``async def run(settings) -> list[Figure]``.
-BENCHMARKS = ["bench.registration", "bench.footprint"]
+BENCHMARKS = ["bench.registration", "bench.meetings", "bench.footprint"]
 THROUGHPUT = {"bench.registration"}  # run at every latency given with --latency-ms
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bot.emulator.client import EmulatorClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,3 +206,51 @@ async def text_burst(
 
     finished = await wait_until(done, timeout=timeout)
     return finished - started
+
+
+async def open_chats(emulator: Emulator, user_ids: list[int]) -> None:
+    """These people open their private chat with the bot (so it may write to them first).
+
+    Their /start updates are confirmed here, so the bot under test starts with none waiting.
+    """
+    client = emulator.client
+    last = None
+    for start in range(0, len(user_ids), 2000):
+        chunk = user_ids[start : start + 2000]
+        ids = await client.send_many(TOKEN, [{"user_id": u, "text": "/start"} for u in chunk])
+        last = max([i for i in ids if i is not None] + ([last] if last is not None else []))
+    if last is not None:
+        async with httpx.AsyncClient(timeout=60) as http:
+            await http.post(
+                f"{emulator.base_url}{TOKEN}/getUpdates", json={"offset": last + 1, "timeout": 0}
+            )
+
+
+async def watch_messages(
+    client: EmulatorClient,
+    *,
+    since_seq: int,
+    expected: int,
+    timeout: float,  # noqa: ASYNC109
+    stop_at: int | None = None,
+    interval: float = 0.05,
+) -> list[tuple[dict[str, Any], float]]:
+    """The bot's new messages with the wall-clock time each was first seen (time.time()).
+
+    Polls the emulator every ``interval`` until ``expected`` messages arrived (or ``stop_at``,
+    to act in the middle of a run); raises TimeoutError after ``timeout`` seconds.
+    """
+    seen: list[tuple[dict[str, Any], float]] = []
+    deadline = time.monotonic() + timeout
+    target = stop_at if stop_at is not None else expected
+    while len(seen) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(seen)} of {target} messages within {timeout} s")
+        records = await client.all_bot_messages(since_seq, token=TOKEN)
+        now = time.time()
+        for record in records:
+            record.pop("message", None)
+            seen.append((record, now))
+            since_seq = max(since_seq, record["seq"])
+        await asyncio.sleep(interval)
+    return seen

@@ -176,6 +176,23 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
+class MeetingsConfig:
+    """Meetings: reminders, check-in, how far ahead a recurring series is scheduled."""
+
+    reminder_minutes: list[int] = list_option(
+        [1440, 60], "reminders of a new meeting, in minutes before it starts (organisers change)"
+    )
+    checkin_minutes: int = option(
+        30, "check-in closes by itself this many minutes after it is opened", _positive
+    )
+    scheduled_ahead: int = option(
+        4,
+        "occurrences of a recurring meeting kept scheduled ahead (with their reminders)",
+        _positive,
+    )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Logging."""
 
@@ -194,6 +211,7 @@ class Config:
     tiers: TiersConfig = field(default_factory=TiersConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    meetings: MeetingsConfig = field(default_factory=MeetingsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     base_dir: Path = field(default=Path("."), compare=False)
 

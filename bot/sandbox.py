@@ -96,6 +96,8 @@ class Sandbox:
         body = record.get("text") or ""
         if record.get("document"):
             body = f"📎 {record['document']['file_name']}\n{body}".strip()
+        elif record.get("photo"):
+            body = f"🖼 {self.text('sandbox/notes.txt', note='image')}\n{body}".strip()
         for line in body.splitlines() or [""]:
             self.say(f"│ {line}")
         rows = (record.get("reply_markup") or {}).get("inline_keyboard", [])

@@ -1,6 +1,15 @@
 """All tables; importing this package registers every table on SQLModel.metadata."""
 
 from models.cards import PostedCard
+from models.meetings import (
+    Answer,
+    CheckinMethod,
+    Meeting,
+    MeetingAttendance,
+    MeetingOccurrence,
+    MeetingRsvp,
+    ReminderAudience,
+)
 from models.members import BotAdmin, Member
 from models.organizations import (
     LinkedChat,
@@ -22,13 +31,19 @@ from models.system import (
 )
 
 __all__ = [
+    "Answer",
     "AuditLog",
     "BotAdmin",
+    "CheckinMethod",
     "ConversationState",
     "Delivery",
     "DeliveryStatus",
     "JobStatus",
     "LinkedChat",
+    "Meeting",
+    "MeetingAttendance",
+    "MeetingOccurrence",
+    "MeetingRsvp",
     "Member",
     "Membership",
     "NetworkMember",
@@ -36,6 +51,7 @@ __all__ = [
     "Organization",
     "PostedCard",
     "ProcessedUpdate",
+    "ReminderAudience",
     "Role",
     "ScheduledJob",
     "Tier",

@@ -22,5 +22,7 @@ def test_quick_benchmark_run_prints_a_table_and_writes_json(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| benchmark | measure | figure | target | met |" in result.stdout
     figures = json.loads(output.read_text())["figures"]
-    assert {f["benchmark"] for f in figures} >= {"start burst"}
-    assert all(f["value"] > 0 for f in figures)
+    assert {f["benchmark"] for f in figures} >= {"start burst", "reminder burst"}
+    # Counts of what went wrong (members without a reminder, 429s) are rightly 0.
+    assert all(f["value"] >= 0 for f in figures)
+    assert all(f["value"] > 0 for f in figures if "/s" in f["unit"])
