@@ -1,5 +1,6 @@
 """All tables; importing this package registers every table on SQLModel.metadata."""
 
+from models.campaigns import Campaign, CampaignStatus, Signup, SignupStatus, SurveyResponse
 from models.cards import PostedCard
 from models.members import BotAdmin, Member
 from models.organizations import (
@@ -24,6 +25,8 @@ from models.system import (
 __all__ = [
     "AuditLog",
     "BotAdmin",
+    "Campaign",
+    "CampaignStatus",
     "ConversationState",
     "Delivery",
     "DeliveryStatus",
@@ -38,5 +41,8 @@ __all__ = [
     "ProcessedUpdate",
     "Role",
     "ScheduledJob",
+    "Signup",
+    "SignupStatus",
+    "SurveyResponse",
     "Tier",
 ]
