@@ -17,8 +17,11 @@ from pathlib import Path
 from bench.harness import Figure, Settings
 
 # Each module has NAME and ``async def run(settings) -> list[Figure]``.
-BENCHMARKS = ["bench.registration"]
-THROUGHPUT = {"bench.registration"}  # run at every latency given with --latency-ms
+BENCHMARKS = ["bench.registration", "bench.campaigns"]
+THROUGHPUT = {
+    "bench.registration",
+    "bench.campaigns",
+}  # run at every latency given with --latency-ms
 
 
 def table(figures: list[Figure]) -> str:

@@ -314,6 +314,8 @@ async def join_pressed(update: Update, context: MoimContext) -> None:
 
 async def _ask_next_question(update: Update, context: MoimContext, campaign, signup) -> None:
     """Ask the first unanswered question in the private chat (the answers flow remembers it)."""
+    if not campaign.questions:
+        return
     index = campaigns.first_unanswered(campaign, signup)
     user_id = update.effective_user.id
     if index is None:
@@ -552,8 +554,13 @@ async def manage_pressed(update: Update, context: MoimContext) -> None:
 @moim_handler(private=True, registered=True)
 async def open_pressed(update: Update, context: MoimContext) -> None:
     """Open a draft (or reopen) for sign-ups."""
+    await _change_status(update, context, campaigns.open_campaign)
+
+
+async def _change_status(update: Update, context: MoimContext, change) -> None:
+    """Open or close; the overview and the posted cards show it."""
     campaign_id = _campaign_id(update)
-    await campaigns.open_campaign(
+    await change(
         context.session,
         campaign_id=campaign_id,
         actor=context.member,
@@ -583,17 +590,7 @@ async def close_pressed(update: Update, context: MoimContext) -> None:
 @moim_handler(private=True, registered=True)
 async def close_confirmed(update: Update, context: MoimContext) -> None:
     """Sign-ups closed; the cards say so."""
-    campaign_id = _campaign_id(update)
-    await campaigns.close_campaign(
-        context.session,
-        campaign_id=campaign_id,
-        actor=context.member,
-        now=context.now,
-        is_bot_admin=await context.is_admin(),
-    )
-    context.answer(update)
-    _edit_here(update, context, await _overview(context, campaign_id))
-    context.card_changed(KIND, campaign_id)
+    await _change_status(update, context, campaigns.close_campaign)
 
 
 # --- organisers: sign-ups and exports ---------------------------------------------------------
@@ -636,6 +633,16 @@ def _labels(context: MoimContext) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
+def _send_export(update: Update, context: MoimContext, export, fmt: str, *, survey: bool) -> None:
+    context.answer(update)
+    context.send_document(
+        update.effective_chat.id,
+        filename=export.filename,
+        data=export.data,
+        caption=context.render("campaigns/export_caption.html", fmt=fmt, survey=survey),
+    )
+
+
 @moim_handler(private=True, registered=True)
 async def export_pressed(update: Update, context: MoimContext) -> None:
     """The sign-ups as CSV (UTF-8 with BOM) or XLSX."""
@@ -652,13 +659,7 @@ async def export_pressed(update: Update, context: MoimContext) -> None:
         now=context.now,
         is_bot_admin=await context.is_admin(),
     )
-    context.answer(update)
-    context.send_document(
-        update.effective_chat.id,
-        filename=export.filename,
-        data=export.data,
-        caption=context.render("campaigns/export_caption.html", fmt=fmt, survey=False),
-    )
+    _send_export(update, context, export, fmt, survey=False)
 
 
 # --- organisers: a message to everyone signed up ----------------------------------------------
@@ -845,13 +846,7 @@ async def survey_export_pressed(update: Update, context: MoimContext) -> None:
         now=context.now,
         is_bot_admin=await context.is_admin(),
     )
-    context.answer(update)
-    context.send_document(
-        update.effective_chat.id,
-        filename=export.filename,
-        data=export.data,
-        caption=context.render("campaigns/export_caption.html", fmt=fmt, survey=True),
-    )
+    _send_export(update, context, export, fmt, survey=True)
 
 
 # --- scheduled work ---------------------------------------------------------------------------

@@ -459,18 +459,43 @@ async def get_campaign(session: AsyncSession, campaign_id: int) -> Campaign:
     return campaign
 
 
-async def _locked(session: AsyncSession, campaign_id: int) -> Campaign:
-    """The campaign, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite serialises)."""
-    campaign = (
+async def _lock(
+    session: AsyncSession, campaign_id: int, member_id: int | None = None
+) -> tuple[Campaign, Organization, Signup | None]:
+    """The campaign locked for this transaction (PostgreSQL: FOR UPDATE; SQLite serialises
+    write transactions), with its organisation, and then ``member_id``'s sign-up.
+
+    The sign-up is read by a second statement once the lock is held: under READ COMMITTED a
+    statement sees the data as of its start, so reading it in the locking statement could miss
+    a promotion committed while we waited for the lock.
+    """
+    row = (
         await session.exec(
-            select(Campaign)
+            select(Campaign, Organization)
+            .join(Organization, Organization.id == Campaign.organization_id)
             .where(Campaign.id == campaign_id)
-            .with_for_update()
+            .with_for_update(of=Campaign)
             .execution_options(populate_existing=True)
         )
     ).first()
-    if campaign is None:
+    if row is None:
         raise CampaignNotFound(campaign_id=campaign_id)
+    campaign, org = row
+    signup = None
+    if member_id is not None:
+        signup = (
+            await session.exec(
+                select(Signup)
+                .where(Signup.campaign_id == campaign_id, Signup.member_id == member_id)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+    return campaign, org, signup
+
+
+async def _locked(session: AsyncSession, campaign_id: int) -> Campaign:
+    """The campaign, locked for this transaction."""
+    campaign, _, _ = await _lock(session, campaign_id)
     return campaign
 
 
@@ -651,6 +676,45 @@ async def organizer_access(
     return Access(org=org, host=host)
 
 
+async def _as_organizer(
+    session: AsyncSession,
+    campaign_id: int,
+    member: Member | None,
+    *,
+    now: dt.datetime,
+    action: str,
+    is_bot_admin: bool,
+    full: bool = True,
+    lock: bool = False,
+) -> tuple[Campaign, Access]:
+    """The campaign (locked, if asked) and what ``member`` may see of it as organiser."""
+    campaign = await (_locked if lock else get_campaign)(session, campaign_id)
+    access = await organizer_access(
+        session,
+        campaign=campaign,
+        member=member,
+        now=now,
+        action=action,
+        is_bot_admin=is_bot_admin,
+        full=full,
+    )
+    return campaign, access
+
+
+async def _audit(
+    session: AsyncSession, campaign: Campaign, actor: Member, action: str, now, **details: Any
+) -> None:
+    await audit.record(
+        session,
+        action=action,
+        now=now,
+        actor_member_id=actor.id,
+        organization_id=campaign.organization_id,
+        target=f"campaign:{campaign.id}",
+        details=details or None,
+    )
+
+
 # --- creating, opening, closing ---------------------------------------------------------------
 
 
@@ -694,14 +758,7 @@ async def create_campaign(
     )
     session.add(campaign)
     await session.flush()
-    await audit.record(
-        session,
-        action="campaign.create",
-        now=now,
-        actor_member_id=creator.id,
-        organization_id=org.id,
-        target=f"campaign:{campaign.id}",
-    )
+    await _audit(session, campaign, creator, "campaign.create", now)
     if open_now:
         await _open(session, campaign, actor=creator, now=now)
     return campaign
@@ -716,14 +773,14 @@ async def open_campaign(
     is_bot_admin: bool = False,
 ) -> Campaign:
     """Open a draft (or reopen a closed campaign) for sign-ups."""
-    campaign = await _locked(session, campaign_id)
-    await organizer_access(
+    campaign, _ = await _as_organizer(
         session,
-        campaign=campaign,
-        member=actor,
+        campaign_id,
+        actor,
         now=now,
         action="campaign.open",
         is_bot_admin=is_bot_admin,
+        lock=True,
     )
     if campaign.status != CampaignStatus.OPEN:
         await _open(session, campaign, actor=actor, now=now)
@@ -759,14 +816,7 @@ async def _open(session: AsyncSession, campaign: Campaign, *, actor: Member, now
             payload={"campaign_id": campaign.id},
             now=now,
         )
-    await audit.record(
-        session,
-        action="campaign.open",
-        now=now,
-        actor_member_id=actor.id,
-        organization_id=campaign.organization_id,
-        target=f"campaign:{campaign.id}",
-    )
+    await _audit(session, campaign, actor, "campaign.open", now)
     await session.flush()
 
 
@@ -779,14 +829,14 @@ async def close_campaign(
     is_bot_admin: bool = False,
 ) -> Campaign:
     """Close sign-ups early (the waitlist still moves up when someone cancels)."""
-    campaign = await _locked(session, campaign_id)
-    await organizer_access(
+    campaign, _ = await _as_organizer(
         session,
-        campaign=campaign,
-        member=actor,
+        campaign_id,
+        actor,
         now=now,
         action="campaign.close",
         is_bot_admin=is_bot_admin,
+        lock=True,
     )
     if campaign.status == CampaignStatus.CLOSED:
         return campaign
@@ -794,14 +844,7 @@ async def close_campaign(
     campaign.closed_at = now
     session.add(campaign)
     await jobs.cancel(session, f"campaign-{campaign.id}-deadline")
-    await audit.record(
-        session,
-        action="campaign.close",
-        now=now,
-        actor_member_id=actor.id,
-        organization_id=campaign.organization_id,
-        target=f"campaign:{campaign.id}",
-    )
+    await _audit(session, campaign, actor, "campaign.close", now)
     await session.flush()
     return campaign
 
@@ -832,12 +875,10 @@ async def sign_up(
 
     A second tap changes nothing and says where the person stands.
     """
-    campaign = await _locked(session, campaign_id)
-    org = await organizations.by_id(session, campaign.organization_id)
+    campaign, org, signup = await _lock(session, campaign_id, member.id)
     _require_open(campaign, org, now, action="sign_up")
     if not 0 <= guests <= campaign.max_guests:
         raise TooManyGuests(limit=campaign.max_guests)
-    signup = await _signup_of(session, campaign.id, member.id)
     if signup is not None and signup.status != SignupStatus.CANCELLED:
         rank = await waitlist_rank(session, signup) if _waiting(signup) else None
         return SignupOutcome(_view(campaign, org, now, signup, rank), signup, new=False)
@@ -897,11 +938,9 @@ async def cancel_signup(
     renderer: Renderer,
 ) -> SignupOutcome:
     """Cancel one's sign-up; freed seats go to the first waiting people who fit, who are told."""
-    campaign = await _locked(session, campaign_id)
-    signup = await _signup_of(session, campaign.id, member.id)
+    campaign, org, signup = await _lock(session, campaign_id, member.id)
     if signup is None or signup.status == SignupStatus.CANCELLED:
         raise NotSignedUp(title=campaign.title)
-    org = await organizations.by_id(session, campaign.organization_id)
     _require_open(campaign, org, now, action="cancel")
     was_confirmed = signup.status == SignupStatus.CONFIRMED
     _leave(campaign, signup, now)
@@ -1179,11 +1218,10 @@ async def overview(
     is_bot_admin: bool = False,
 ) -> Overview:
     """The organiser's view of a campaign (co-host organisers see it too)."""
-    campaign = await get_campaign(session, campaign_id)
-    access = await organizer_access(
+    campaign, access = await _as_organizer(
         session,
-        campaign=campaign,
-        member=member,
+        campaign_id,
+        member,
         now=now,
         action="campaign.view",
         is_bot_admin=is_bot_admin,
@@ -1364,11 +1402,10 @@ async def export_signups(
     ``labels`` gives the column headers and status words in the organiser's language.
     Rows stream from the database into the file, so 100,000 sign-ups stay small in memory.
     """
-    campaign = await get_campaign(session, campaign_id)
-    access = await organizer_access(
+    campaign, access = await _as_organizer(
         session,
-        campaign=campaign,
-        member=member,
+        campaign_id,
+        member,
         now=now,
         action="campaign.export",
         is_bot_admin=is_bot_admin,
@@ -1382,15 +1419,7 @@ async def export_signups(
         session, campaign, host_id=host_id, columns=columns, labels=labels, network=network
     )
     data = await _spreadsheet(fmt, headers, rows, title=campaign.title, tz=access.org.timezone)
-    await audit.record(
-        session,
-        action="campaign.export",
-        now=now,
-        actor_member_id=member.id,
-        organization_id=campaign.organization_id,
-        target=f"campaign:{campaign.id}",
-        details={"format": fmt},
-    )
+    await _audit(session, campaign, member, "campaign.export", now, format=fmt)
     return Export(f"campaign-{campaign.id}-signups-{now:%Y%m%d}.{fmt}", data)
 
 
@@ -1482,14 +1511,8 @@ async def notice_audience(
     is_bot_admin: bool = False,
 ) -> tuple[Campaign, int, int]:
     """Before announcing: the campaign and how many confirmed and waitlisted people it has."""
-    campaign = await get_campaign(session, campaign_id)
-    await organizer_access(
-        session,
-        campaign=campaign,
-        member=member,
-        now=now,
-        action="campaign.notice",
-        is_bot_admin=is_bot_admin,
+    campaign, _ = await _as_organizer(
+        session, campaign_id, member, now=now, action="campaign.notice", is_bot_admin=is_bot_admin
     )
     return campaign, campaign.confirmed_people, campaign.waitlisted_people
 
@@ -1512,14 +1535,14 @@ async def announce(
     for the end of the quiet hours (in the organisation's time zone).
     """
     notice = clean_notice(text)
-    campaign = await _locked(session, campaign_id)
-    access = await organizer_access(
+    campaign, access = await _as_organizer(
         session,
-        campaign=campaign,
-        member=actor,
+        campaign_id,
+        actor,
         now=now,
         action="campaign.notice",
         is_bot_admin=is_bot_admin,
+        lock=True,
     )
     statuses = [SignupStatus.CONFIRMED]
     if include_waitlisted:
@@ -1566,14 +1589,15 @@ async def announce(
         batch=f"campaign:{campaign.id}:notice:{number}",
         not_before=not_before,
     )
-    await audit.record(
+    await _audit(
         session,
-        action="campaign.notice",
-        now=now,
-        actor_member_id=actor.id,
-        organization_id=campaign.organization_id,
-        target=f"campaign:{campaign.id}",
-        details={"queued": queued, "skipped": skipped, "waitlisted": include_waitlisted},
+        campaign,
+        actor,
+        "campaign.notice",
+        now,
+        queued=queued,
+        skipped=skipped,
+        waitlisted=include_waitlisted,
     )
     return Announcement(campaign, queued, skipped, not_before)
 
@@ -1743,11 +1767,10 @@ async def survey_results(
     is_bot_admin: bool = False,
 ) -> SurveyResults:
     """Average, distribution and the latest comments (for organisers and co-hosts)."""
-    campaign = await get_campaign(session, campaign_id)
-    access = await organizer_access(
+    campaign, access = await _as_organizer(
         session,
-        campaign=campaign,
-        member=member,
+        campaign_id,
+        member,
         now=now,
         action="campaign.survey",
         is_bot_admin=is_bot_admin,
@@ -1983,8 +2006,7 @@ async def erase_member(session: AsyncSession, member: Member, now: dt.datetime) 
         )
     )
     for campaign_id in waiting.all():
-        campaign = await _locked(session, campaign_id)
-        signup = await _signup_of(session, campaign_id, member.id)
+        campaign, _, signup = await _lock(session, campaign_id, member.id)
         _leave(campaign, signup, now)
         session.add_all([campaign, signup])
     await session.flush()
