@@ -41,6 +41,7 @@ def register(app: MoimApplication) -> None:
     app.add_handler(CommandHandler("campaigns", list_campaigns))
     app.add_handler(CommandHandler("campaign", show_campaign))
     app.add_handler(CommandHandler("signups", show_signups))
+    app.add_handler(CommandHandler("edit_campaign", edit_campaign))
     buttons = {
         "camp:neworg": org_chosen,
         "camp:new": new_campaign_step,
@@ -271,8 +272,9 @@ async def render_card(request: CardRequest):
     return request.render("campaigns/card.html", view=view, personal=False)
 
 
-def _personal_card(context: MoimContext, view):
-    return context.render("campaigns/card.html", view=view, personal=True)
+def _personal_card(context: MoimContext, view, *, asking: bool = False):
+    """The card as one person sees it; ``asking``: the questions follow in their own message."""
+    return context.render("campaigns/card.html", view=view, personal=True, asking=asking)
 
 
 async def open_campaign_link(update: Update, context: MoimContext, argument: str) -> None:
@@ -302,7 +304,7 @@ async def join_pressed(update: Update, context: MoimContext) -> None:
     )
     toast = context.render("campaigns/toast.html", outcome=outcome.view, new=outcome.new)
     context.answer(update, toast.text, alert=not is_private(update))
-    card = _personal_card(context, outcome.view)
+    card = _personal_card(context, outcome.view, asking=outcome.new)
     if is_private(update):
         _edit_here(update, context, card)
     elif outcome.new:
@@ -528,7 +530,7 @@ async def show_campaign(update: Update, context: MoimContext) -> None:
         context.reply(update, _personal_card(context, overview))
 
 
-async def _overview(context: MoimContext, campaign_id: int):
+async def _overview(context: MoimContext, campaign_id: int, edit=None):
     overview = await campaigns.overview(
         context.session,
         campaign_id=campaign_id,
@@ -536,7 +538,27 @@ async def _overview(context: MoimContext, campaign_id: int):
         now=context.now,
         is_bot_admin=await context.is_admin(),
     )
-    return context.render("campaigns/manage.html", o=overview)
+    return context.render("campaigns/manage.html", o=overview, edit=edit)
+
+
+@moim_handler(private=True, registered=True)
+async def edit_campaign(update: Update, context: MoimContext) -> None:
+    """/edit_campaign ID | 정원 60 | 마감 12월 18일 18:00: change a campaign, then its overview."""
+    head, _, options = command_text(update).partition("|")
+    number = head.strip().lstrip("#")
+    if not number.isdigit():
+        raise campaigns.InvalidCampaign(field="usage", command="edit_campaign")
+    edit = await campaigns.edit_campaign(
+        context.session,
+        campaign_id=int(number),
+        actor=context.member,
+        text=options,
+        now=context.now,
+        renderer=context.runtime.renderer,
+        is_bot_admin=await context.is_admin(),
+    )
+    context.card_changed(KIND, edit.campaign.id)
+    context.reply(update, await _overview(context, edit.campaign.id, edit))
 
 
 @moim_handler(private=True, registered=True)

@@ -728,3 +728,35 @@ async def test_forget_erases_answers_and_comments_but_keeps_counts(session, runt
     assert (campaign.confirmed_people, campaign.waitlisted_people) == (1, 0)
     count = (await session.exec(select(sa.func.count()).select_from(ScheduledJob))).one()
     assert count >= 0
+
+
+async def test_editing_moves_the_scheduled_jobs_and_fills_new_places(session, runtime, clock):
+    minji, _, campaign = await setup(session, clock, capacity=1, survey_after_minutes=60)
+    a, b, c = await people(session, clock, 3)
+    for person in (a, b, c):
+        await sign_up(session, runtime, campaign, person)
+    edit = await campaigns.edit_campaign(
+        session,
+        campaign_id=campaign.id,
+        actor=minji,
+        text="정원 없음 | 일시 12월 20일 14:00 | 마감 12월 19일 | 제목 송년 상영회",
+        now=clock.now(),
+        renderer=runtime.renderer,
+    )
+    assert (edit.promoted, edit.changed) == (2, ["capacity", "when", "deadline", "title"])
+    assert campaign.title == "송년 상영회" and campaign.capacity is None
+    deadline = await jobs.by_key(session, f"campaign-{campaign.id}-deadline")
+    survey = await jobs.by_key(session, f"campaign-{campaign.id}-survey")
+    assert seoul(deadline.due_at) == "2026-12-19 23:59"
+    assert seoul(survey.due_at) == "2026-12-20 15:00"
+    await check_counters(session, campaign.id)
+    with pytest.raises(campaigns.InvalidCampaign) as caught:
+        await campaigns.edit_campaign(
+            session,
+            campaign_id=campaign.id,
+            actor=minji,
+            text="정원 2",
+            now=clock.now(),
+            renderer=runtime.renderer,
+        )
+    assert caught.value.params == {"field": "capacity", "reason": "below_confirmed", "limit": 3}

@@ -327,3 +327,28 @@ async def test_a_whole_concurrent_crowd_keeps_each_chat_consistent(local):
         statuses = (await session.exec(sa.select(Signup.status))).scalars().all()
     assert (campaign.confirmed_seats, campaign.waitlisted_people) == (5, 3)
     assert sorted(statuses) == sorted([SignupStatus.CONFIRMED] * 5 + [SignupStatus.WAITLISTED] * 3)
+
+
+async def test_organisers_change_a_campaign_and_more_places_go_to_the_waitlist(local):
+    minji = await organiser_with_org(local)
+    await quick_campaign(minji, "정원 1")
+    crowd = [Person(local, name) for name in ("서준", "하은", "지호")]
+    for person in crowd:
+        await register(person, "camp_1")
+        await person.tap("참가 신청")
+    reply = (await minji.say("/edit_campaign 1 | 정원 2 | 장소 마을회관 2층"))[-1]["text"]
+    assert "바꿨습니다: 정원, 장소." in reply
+    assert "대기자 1명의 참가가 확정되었고" in reply and "📍 마을회관 2층" in reply
+    assert "참가가 확정되었습니다" in crowd[1].last()["text"]
+    assert "대기 1번" in (await crowd[2].say("/start camp_1"))[-1]["text"]
+    refused = (await minji.say("/edit_campaign 1 | 정원 1"))[-1]["text"]
+    assert "이미 2자리가 확정되어 있어서" in refused
+    assert "번호 뒤에 바꿀 내용을" in (await minji.say("/edit_campaign 1"))[-1]["text"]
+    assert (
+        "이렇게 바꿀 수 없습니다"
+        in (await minji.say("/edit_campaign 1 | 질문 사이즈?"))[-1]["text"]
+    )
+    assert "운영진만" in (await crowd[0].say("/edit_campaign 1 | 정원 99"))[-1]["text"]
+    async with transaction(local.runtime.sessions) as session:
+        campaign = await session.get(Campaign, 1)
+    assert (campaign.capacity, campaign.place) == (2, "마을회관 2층")

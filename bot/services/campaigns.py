@@ -291,6 +291,7 @@ def parse_deadline(text: str, *, now: dt.datetime, timezone: str) -> dt.datetime
 
 # The one-line form: /new_campaign TITLE | option | option ... (README: "One-line form").
 ONE_LINE_LABELS = {
+    "title": ("제목", "title"),
     "capacity": ("정원", "인원", "capacity", "seats"),
     "deadline": ("마감", "deadline"),
     "guests": ("동반", "guests"),
@@ -312,45 +313,64 @@ _LOOKS_LIKE_WHEN = re.compile(
 )
 
 
+def _labelled(part: str) -> tuple[str | None, str]:
+    """("capacity", "50") for "정원 50"; (None, part) for an option without a label."""
+    match = _LABEL.match(part)
+    if not match:
+        return None, part
+    word = match.group("label").lower()
+    label = next(key for key, words in ONE_LINE_LABELS.items() if word in words)
+    return label, match.group("value").strip()
+
+
+def _apply(
+    draft: CampaignDraft, label: str, value: str, *, now: dt.datetime, timezone: str
+) -> CampaignDraft:
+    """The draft with one option ("capacity", "50") applied."""
+    if label == "title":
+        return replace(draft, title=clean_title(value))
+    if label == "capacity":
+        return replace(draft, capacity=parse_capacity(value))
+    if label == "deadline":
+        return replace(draft, deadline=parse_deadline(value, now=now, timezone=timezone))
+    if label == "guests":
+        return replace(draft, max_guests=parse_guests(value))
+    if label == "description":
+        return replace(draft, description=clean_description(value))
+    if label == "question":
+        return add_question(draft, value)
+    if label == "survey":
+        return replace(draft, survey_after_minutes=parse_survey_delay(value))
+    if label == "when":
+        return replace(draft, starts_at=parse_start(value, now=now, timezone=timezone))
+    if label == "place":
+        return replace(draft, place=clean_place(value))
+    raise InvalidCampaign(field="option", value=value)
+
+
 def parse_one_line(
     text: str, *, now: dt.datetime, timezone: str
 ) -> tuple[CampaignDraft, str | None]:
-    """Read the one-line form into a draft; returns it and the organisation's slug if named."""
+    """Read the one-line form into a draft; returns it and the organisation's slug if named.
+
+    After the title, options are labelled ("정원 50") or not: the first unlabelled one that
+    looks like a date is the start, the first other one the place.
+    """
     parts = [part.strip() for part in text.split("|")]
     draft = CampaignDraft(title=clean_title(parts[0]))
     slug = None
-    seen_when = seen_place = False
+    unlabelled: set[str] = set()
     for part in (p for p in parts[1:] if p):
-        match = _LABEL.match(part)
-        label = None
-        if match:
-            word = match.group("label").lower()
-            label = next(key for key, words in ONE_LINE_LABELS.items() if word in words)
-            value = match.group("value").strip()
-        if label == "capacity":
-            draft.capacity = parse_capacity(value)
-        elif label == "deadline":
-            draft.deadline = parse_deadline(value, now=now, timezone=timezone)
-        elif label == "guests":
-            draft.max_guests = parse_guests(value)
-        elif label == "description":
-            draft.description = clean_description(value)
-        elif label == "question":
-            draft = add_question(draft, value)
-        elif label == "survey":
-            draft.survey_after_minutes = parse_survey_delay(value)
-        elif label == "org":
+        label, value = _labelled(part)
+        if label is None:
+            label = "when" if _LOOKS_LIKE_WHEN.search(part) else "place"
+            if label in unlabelled:
+                raise InvalidCampaign(field="option", value=part)
+            unlabelled.add(label)
+        if label == "org":
             slug = value.lower()
-        elif (label == "when" or (label is None and _LOOKS_LIKE_WHEN.search(part))) and (
-            not seen_when
-        ):
-            draft.starts_at = parse_start(value if label else part, now=now, timezone=timezone)
-            seen_when = True
-        elif (label == "place" or label is None) and not seen_place:
-            draft.place = clean_place(value if label else part)
-            seen_place = True
         else:
-            raise InvalidCampaign(field="option", value=part)
+            draft = _apply(draft, label, value, now=now, timezone=timezone)
     check_draft(draft)
     return draft, slug
 
@@ -798,26 +818,119 @@ async def _open(session: AsyncSession, campaign: Campaign, *, actor: Member, now
     campaign.opened_at = campaign.opened_at or now
     campaign.closed_at = None
     session.add(campaign)
-    if end is not None:
+    await _schedule(session, campaign, now=now)
+    await _audit(session, campaign, actor, "campaign.open", now)
+    await session.flush()
+
+
+async def _schedule(session: AsyncSession, campaign: Campaign, *, now: dt.datetime) -> None:
+    """The deadline and survey jobs as the campaign's times say (replacing earlier ones)."""
+    end = closes_at(campaign)
+    keys = (f"campaign-{campaign.id}-deadline", f"campaign-{campaign.id}-survey")
+    if end is not None and campaign.status == CampaignStatus.OPEN:
         await jobs.schedule(
             session,
             kind=JOB_DEADLINE,
-            key=f"campaign-{campaign.id}-deadline",
+            key=keys[0],
             due_at=end,
             payload={"campaign_id": campaign.id},
             now=now,
         )
+    else:
+        await jobs.cancel(session, keys[0])
     if campaign.starts_at is not None and campaign.survey_after_minutes is not None:
         await jobs.schedule(
             session,
             kind=JOB_SURVEY,
-            key=f"campaign-{campaign.id}-survey",
+            key=keys[1],
             due_at=campaign.starts_at + dt.timedelta(minutes=campaign.survey_after_minutes),
             payload={"campaign_id": campaign.id},
             now=now,
         )
-    await _audit(session, campaign, actor, "campaign.open", now)
+    else:
+        await jobs.cancel(session, keys[1])
+
+
+EDITABLE = ("title", "description", "when", "place", "capacity", "guests", "deadline", "survey")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What /edit_campaign changed."""
+
+    campaign: Campaign
+    changed: list[str]
+    promoted: int
+
+
+async def edit_campaign(
+    session: AsyncSession,
+    *,
+    campaign_id: int,
+    actor: Member,
+    text: str,
+    now: dt.datetime,
+    renderer: Renderer,
+    is_bot_admin: bool = False,
+) -> Edit:
+    """Change a campaign with labelled options ("정원 60 | 마감 12월 18일 18:00").
+
+    More places go to the waiting people at once; fewer than those already confirmed are
+    refused (nobody loses a confirmed place). The questions stay as they are, because answers
+    were given to them.
+    """
+    campaign, access = await _as_organizer(
+        session,
+        campaign_id,
+        actor,
+        now=now,
+        action="campaign.edit",
+        is_bot_admin=is_bot_admin,
+        lock=True,
+    )
+    parts = [part.strip() for part in text.split("|") if part.strip()]
+    if not parts:
+        raise InvalidCampaign(field="edit", reason="usage", number=campaign.id)
+    draft = CampaignDraft(
+        title=campaign.title,
+        description=campaign.description,
+        starts_at=campaign.starts_at,
+        place=campaign.place,
+        capacity=campaign.capacity,
+        max_guests=campaign.max_guests,
+        deadline=campaign.deadline,
+        survey_after_minutes=campaign.survey_after_minutes,
+    )
+    changed = []
+    for part in parts:
+        label, value = _labelled(part)
+        if label not in EDITABLE:
+            raise InvalidCampaign(field="edit", value=part, number=campaign.id)
+        draft = _apply(draft, label, value, now=now, timezone=access.org.timezone)
+        changed.append(label)
+    check_draft(draft)
+    if draft.capacity is not None and draft.capacity < campaign.confirmed_seats:
+        raise InvalidCampaign(
+            field="capacity", reason="below_confirmed", limit=campaign.confirmed_seats
+        )
+    for name in (
+        "title",
+        "description",
+        "starts_at",
+        "place",
+        "capacity",
+        "max_guests",
+        "deadline",
+        "survey_after_minutes",
+    ):
+        setattr(campaign, name, getattr(draft, name))
+    session.add(campaign)
+    await _schedule(session, campaign, now=now)
+    promoted = await _promote(session, campaign, access.org, now=now, renderer=renderer)
+    await _announce_milestone(session, campaign, access.org, now=now, renderer=renderer)
+    await _audit(session, campaign, actor, "campaign.edit", now, changed=changed)
     await session.flush()
+    return Edit(campaign, changed, promoted)
 
 
 async def close_campaign(
