@@ -888,9 +888,11 @@ async def deadline_job(context: JobContext, job: ScheduledJob) -> None:
 
 async def survey_job(context: JobContext, job: ScheduledJob) -> None:
     """After the event: the satisfaction survey to everyone confirmed."""
+    delivery = context.runtime.config.delivery
     await campaigns.send_survey(
         context.session,
         campaign_id=job.payload["campaign_id"],
         now=context.now,
         renderer=context.runtime.renderer,
+        quiet_hours=(delivery.quiet_hours_start, delivery.quiet_hours_end),
     )

@@ -760,3 +760,19 @@ async def test_editing_moves_the_scheduled_jobs_and_fills_new_places(session, ru
             renderer=runtime.renderer,
         )
     assert caught.value.params == {"field": "capacity", "reason": "below_confirmed", "limit": 3}
+
+
+async def test_a_survey_due_at_night_waits_for_the_morning(session, runtime, clock):
+    _, _, campaign = await setup(session, clock, capacity=3, survey_after_minutes=120)
+    (person,) = await people(session, clock, 1)
+    await sign_up(session, runtime, campaign, person)
+    night = clock.now() + dt.timedelta(hours=14)  # 23:00 in Seoul
+    queued = await campaigns.send_survey(
+        session,
+        campaign_id=campaign.id,
+        now=night,
+        renderer=runtime.renderer,
+        quiet_hours=("22:00", "08:00"),
+    )
+    (row,) = await deliveries(session, f"campaign:{campaign.id}:survey")
+    assert queued == 1 and seoul(row.next_attempt_at) == "2026-12-02 08:00"

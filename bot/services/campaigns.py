@@ -1769,13 +1769,20 @@ async def deadline_reached(
 
 
 async def send_survey(
-    session: AsyncSession, *, campaign_id: int, now: dt.datetime, renderer: Renderer
+    session: AsyncSession,
+    *,
+    campaign_id: int,
+    now: dt.datetime,
+    renderer: Renderer,
+    quiet_hours: tuple[str, str] | None = None,
 ) -> int:
-    """After the event: everyone confirmed gets the 1–5 rating; returns how many were queued."""
+    """After the event: everyone confirmed gets the 1–5 rating (after the quiet hours, if it
+    is night in the organisation's zone); returns how many were queued."""
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None or campaign.status == CampaignStatus.DRAFT:
         return 0
     org = await organizations.by_id(session, campaign.organization_id)
+    not_before = quiet_until(now, org.timezone, quiet_hours) if quiet_hours else None
     result = await session.exec(
         select(Member)
         .join(Signup, Signup.member_id == Member.id)
@@ -1790,6 +1797,7 @@ async def send_survey(
         batch=f"campaign:{campaign.id}:survey",
         now=now,
         renderer=renderer,
+        not_before=not_before,
         campaign=campaign,
         org=org,
     )
