@@ -209,7 +209,7 @@ async def check_counters(session, campaign_id: int) -> Campaign:
 
 async def test_guests_take_places_and_a_full_campaign_has_a_waitlist(session, runtime, clock):
     _, _, campaign = await setup(session, clock, capacity=4, max_guests=2)
-    a, b, c, d = await people(session, clock, 4)
+    a, b, c, d, e = await people(session, clock, 5)
     first = await sign_up(session, runtime, campaign, a, guests=2)
     assert first.signup.status == SignupStatus.CONFIRMED and first.view.free_seats == 1
     second = await sign_up(session, runtime, campaign, b, guests=1)  # needs 2, 1 left
@@ -219,7 +219,7 @@ async def test_guests_take_places_and_a_full_campaign_has_a_waitlist(session, ru
     fourth = await sign_up(session, runtime, campaign, d)
     assert (fourth.signup.status, fourth.view.rank) == (SignupStatus.WAITLISTED, 2)
     with pytest.raises(campaigns.TooManyGuests) as caught:
-        await sign_up(session, runtime, campaign, d, guests=3)
+        await sign_up(session, runtime, campaign, e, guests=3)
     assert caught.value.params["limit"] == 2
     again = await sign_up(session, runtime, campaign, d)  # a double tap changes nothing
     assert not again.new and again.view.rank == 2

@@ -838,7 +838,11 @@ async def _schedule(session: AsyncSession, campaign: Campaign, *, now: dt.dateti
         )
     else:
         await jobs.cancel(session, keys[0])
-    if campaign.starts_at is not None and campaign.survey_after_minutes is not None:
+    if (
+        campaign.starts_at is not None
+        and campaign.survey_after_minutes is not None
+        and campaign.status != CampaignStatus.DRAFT
+    ):
         await jobs.schedule(
             session,
             kind=JOB_SURVEY,
@@ -989,12 +993,12 @@ async def sign_up(
     A second tap changes nothing and says where the person stands.
     """
     campaign, org, signup = await _lock(session, campaign_id, member.id)
-    _require_open(campaign, org, now, action="sign_up")
-    if not 0 <= guests <= campaign.max_guests:
-        raise TooManyGuests(limit=campaign.max_guests)
     if signup is not None and signup.status != SignupStatus.CANCELLED:
         rank = await waitlist_rank(session, signup) if _waiting(signup) else None
         return SignupOutcome(_view(campaign, org, now, signup, rank), signup, new=False)
+    _require_open(campaign, org, now, action="sign_up")
+    if not 0 <= guests <= campaign.max_guests:
+        raise TooManyGuests(limit=campaign.max_guests)
     if org.sensitive and await organizations.membership_of(session, member, org) is None:
         raise SensitiveConsentRequired(org=org.name, slug=org.slug)
     host_id = await _host_of(session, org, member) if org.kind == OrgKind.NETWORK else None
@@ -1528,9 +1532,7 @@ async def export_signups(
     network = access.org.kind == OrgKind.NETWORK
     columns = [c for c in EXPORT_COLUMNS if network or c != "group"]
     headers = [labels[c] for c in columns] + [q["prompt"] for q in campaign.questions]
-    rows = signup_rows(
-        session, campaign, host_id=host_id, columns=columns, labels=labels, network=network
-    )
+    rows = signup_rows(session, campaign, host_id=host_id, columns=columns, labels=labels)
     data = await _spreadsheet(fmt, headers, rows, title=campaign.title, tz=access.org.timezone)
     await _audit(session, campaign, member, "campaign.export", now, format=fmt)
     return Export(f"campaign-{campaign.id}-signups-{now:%Y%m%d}.{fmt}", data)
@@ -1543,45 +1545,63 @@ async def signup_rows(
     host_id: int | None,
     columns: list[str],
     labels: dict[str, str],
-    network: bool,
 ) -> AsyncIterator[list[Any]]:
-    """The export's rows, streamed from the database in arrival order per status."""
+    """The export's rows, streamed from the database in arrival order per status.
+
+    Plain columns, not ORM objects: 100,000 rows stay cheap in time and memory.
+    """
     host_org = sa.orm.aliased(Organization)
     conditions = [Signup.campaign_id == campaign.id]
     if host_id is not None:
         conditions.append(Signup.host_id == host_id)
     statement = (
-        select(Signup, Member.display_name, host_org.name)
+        select(
+            Signup.status,
+            Signup.guests,
+            Signup.signed_up_at,
+            Signup.confirmed_at,
+            Signup.cancelled_at,
+            Signup.answers,
+            Member.display_name,
+            host_org.name,
+        )
         .join(Member, Member.id == Signup.member_id)
         .outerjoin(host_org, host_org.id == Signup.host_id)
         .where(*conditions)
         .order_by(_status_rank(), Signup.position)
         .execution_options(yield_per=1000)
     )
-    result = await session.stream(statement)
+    keys = [str(i) for i in range(len(campaign.questions))]
     waiting = 0
     number = 0
-    questions = range(len(campaign.questions))
-    async for signup, name, host in result:
+    async for (
+        status,
+        guests,
+        signed_up,
+        confirmed,
+        cancelled,
+        answers,
+        name,
+        host,
+    ) in await session.stream(statement):
         number += 1
         rank = None
-        if signup.status == SignupStatus.WAITLISTED:
+        if status == SignupStatus.WAITLISTED:
             waiting += 1
             rank = waiting
         values = {
             "number": number,
             "name": name or labels["deleted"],
-            "status": labels[str(signup.status)],
+            "status": labels[status],
             "waitlist": rank,
-            "guests": signup.guests,
-            "seats": 1 + signup.guests,
+            "guests": guests,
+            "seats": 1 + guests,
             "group": host or "",
-            "signed_up_at": signup.signed_up_at,
-            "confirmed_at": signup.confirmed_at,
-            "cancelled_at": signup.cancelled_at,
+            "signed_up_at": signed_up,
+            "confirmed_at": confirmed,
+            "cancelled_at": cancelled,
         }
-        yield [values[c] for c in columns] + [signup.answers.get(str(i), "") for i in questions]
-        session.expunge(signup)  # keep the identity map from growing with every row
+        yield [values[c] for c in columns] + [answers.get(key, "") for key in keys]
 
 
 async def _spreadsheet(fmt: str, headers, rows, *, title: str, tz: str) -> bytes:
