@@ -776,3 +776,41 @@ async def test_a_survey_due_at_night_waits_for_the_morning(session, runtime, clo
     )
     (row,) = await deliveries(session, f"campaign:{campaign.id}:survey")
     assert queued == 1 and seoul(row.next_attempt_at) == "2026-12-02 08:00"
+
+
+async def test_the_card_and_the_lists_stay_within_telegrams_limit(session, runtime, clock):
+    from bot.render import TELEGRAM_TEXT_LIMIT, visible_length
+
+    minji, _, campaign = await setup(
+        session,
+        clock,
+        capacity=10_000,
+        max_guests=5,
+        questions=[f"{'질문' * 95}? " + " / ".join("가" * 29 + str(i) for i in range(8))] * 5,
+    )
+    campaign.title = "가" * campaigns.MAX_TITLE
+    campaign.description = "나" * campaigns.MAX_DESCRIPTION
+    campaign.place = "다" * campaigns.MAX_PLACE
+    crowd = await people(session, clock, 16)
+    for person in crowd:
+        person.display_name = "라" * 64
+        await sign_up(session, runtime, campaign, person, guests=5)
+        for index in range(5):
+            await campaigns.answer_question(
+                session, campaign_id=campaign.id, member=person, index=index, choice=7
+            )
+    campaign.confirmed_seats, campaign.waitlisted_people = 10_000, 9_999
+    view = await campaigns.card_view(session, campaign.id, now=clock.now(), member=crowd[-1])
+    for language in ("ko", "en"):
+        for personal in (True, False):
+            card = runtime.renderer.render(
+                "campaigns/card.html", language, view=view, personal=personal
+            )
+            assert visible_length(card.text) < TELEGRAM_TEXT_LIMIT
+        page = await campaigns.signups_page(
+            session, campaign_id=campaign.id, member=minji, now=clock.now()
+        )
+        listing = runtime.renderer.render(
+            "campaigns/signups.html", language, page=page, page_size=15
+        )
+        assert len(page.rows) == 15 and visible_length(listing.text) < TELEGRAM_TEXT_LIMIT
