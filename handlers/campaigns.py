@@ -61,7 +61,7 @@ def register(app: MoimApplication) -> None:
         "camp:notice": notice_pressed,
         "camp:send": send_pressed,
         "camp:survey": survey_pressed,
-        "camp:sexport": survey_export_pressed,
+        "camp:sexport": export_pressed,
         "camp:rate": rate_pressed,
         "camp:nocomment": no_comment_pressed,
     }
@@ -655,24 +655,16 @@ def _labels(context: MoimContext) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def _send_export(update: Update, context: MoimContext, export, fmt: str, *, survey: bool) -> None:
-    context.answer(update)
-    context.send_document(
-        update.effective_chat.id,
-        filename=export.filename,
-        data=export.data,
-        caption=context.render("campaigns/export_caption.html", fmt=fmt, survey=survey),
-    )
-
-
 @moim_handler(private=True, registered=True)
 async def export_pressed(update: Update, context: MoimContext) -> None:
-    """The sign-ups as CSV (UTF-8 with BOM) or XLSX."""
+    """The sign-ups with their answers (camp:export), or the survey (camp:sexport), as CSV
+    (UTF-8 with BOM) or XLSX."""
     parsed = callback(update)
     fmt = parsed.str_arg(1)
     if fmt not in FORMATS:
         raise StaleButton()
-    export = await campaigns.export_signups(
+    survey = parsed.verb == "sexport"
+    export = await (campaigns.export_survey if survey else campaigns.export_signups)(
         context.session,
         campaign_id=_campaign_id(update),
         member=context.member,
@@ -681,7 +673,13 @@ async def export_pressed(update: Update, context: MoimContext) -> None:
         now=context.now,
         is_bot_admin=await context.is_admin(),
     )
-    _send_export(update, context, export, fmt, survey=False)
+    context.answer(update)
+    context.send_document(
+        update.effective_chat.id,
+        filename=export.filename,
+        data=export.data,
+        caption=context.render("campaigns/export_caption.html", fmt=fmt, survey=survey),
+    )
 
 
 # --- organisers: a message to everyone signed up ----------------------------------------------
@@ -851,24 +849,6 @@ async def survey_pressed(update: Update, context: MoimContext) -> None:
     )
     context.answer(update)
     context.reply(update, context.render("campaigns/survey_results.html", r=results))
-
-
-@moim_handler(private=True, registered=True)
-async def survey_export_pressed(update: Update, context: MoimContext) -> None:
-    """The ratings and comments as CSV or XLSX."""
-    fmt = callback(update).str_arg(1)
-    if fmt not in FORMATS:
-        raise StaleButton()
-    export = await campaigns.export_survey(
-        context.session,
-        campaign_id=_campaign_id(update),
-        member=context.member,
-        fmt=fmt,
-        labels=_labels(context),
-        now=context.now,
-        is_bot_admin=await context.is_admin(),
-    )
-    _send_export(update, context, export, fmt, survey=True)
 
 
 # --- scheduled work ---------------------------------------------------------------------------

@@ -150,8 +150,13 @@ async def test_done_when_story(local, clock):
     await residents[2].tap("의견 없음")
     await minji.say("/campaign 1")
     await minji.tap("만족도 조사 결과")
-    results = minji.last()["text"]
-    assert "응답 2건, 평균 4점" in results and "“자막이 잘 보였어요”" in results
+    results = minji.last()
+    assert "응답 2건, 평균 4점" in results["text"] and "“자막이 잘 보였어요”" in results["text"]
+    await minji.tap("CSV 파일", message=results)
+    survey_file = minji.last()["document"]
+    assert survey_file["file_name"] == "campaign-1-survey-20261219.csv"
+    lines = survey_file["data"].decode("utf-8-sig").splitlines()
+    assert lines[0] == "점수 (1~5),의견,응답 시각" and lines[1].startswith("5,자막이 잘 보였어요,")
 
 
 async def test_the_card_in_the_group_chat_takes_sign_ups_and_stays_live(local):

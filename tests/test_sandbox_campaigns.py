@@ -5,7 +5,10 @@ from __future__ import annotations
 from tests.test_sandbox import Terminal
 
 
-def test_sandbox_campaign_tour(tmp_path):
+def test_sandbox_campaign_tour(tmp_path, monkeypatch):
+    # The sandbox runs on the real clock; without quiet hours the survey goes out at any hour.
+    monkeypatch.setenv("MOIM_DELIVERY_QUIET_HOURS_START", "00:00")
+    monkeypatch.setenv("MOIM_DELIVERY_QUIET_HOURS_END", "00:00")
     term = Terminal("--name", "민지", cwd=tmp_path)
 
     def join(name: str, answer: str, expect: str) -> None:

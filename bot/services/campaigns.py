@@ -432,28 +432,13 @@ def read_step(
     draft: CampaignDraft, step: str, text: str, *, now: dt.datetime, timezone: str
 ) -> CampaignDraft:
     """The draft after the organiser typed ``text`` at ``step`` (validated)."""
-    if step == "title":
-        return replace(draft, title=clean_title(text))
-    if step == "description":
-        return replace(draft, description=clean_description(text))
-    if step == "when":
-        return replace(draft, starts_at=parse_start(text, now=now, timezone=timezone))
-    if step == "place":
-        return replace(draft, place=clean_place(text))
-    if step == "capacity":
-        return replace(draft, capacity=parse_capacity(text))
-    if step == "guests":
-        return replace(draft, max_guests=parse_guests(text))
+    if step not in STEPS or step == "preview":
+        raise InvalidCampaign(field="step", reason="buttons")
+    label = "question" if step == "questions" else step
+    updated = _apply(draft, label, text, now=now, timezone=timezone)
     if step == "deadline":
-        deadline = parse_deadline(text, now=now, timezone=timezone)
-        updated = replace(draft, deadline=deadline)
         check_draft(updated)
-        return updated
-    if step == "questions":
-        return add_question(draft, text)
-    if step == "survey":
-        return replace(draft, survey_after_minutes=parse_survey_delay(text))
-    raise InvalidCampaign(field="step", reason="buttons")
+    return updated
 
 
 def choose_step(draft: CampaignDraft, step: str, choice: str) -> CampaignDraft:
