@@ -17,8 +17,9 @@ from pathlib import Path
 from bench.harness import Figure, Settings
 
 # Each module has NAME and ``async def run(settings) -> list[Figure]``.
-BENCHMARKS = ["bench.registration", "bench.meetings", "bench.footprint"]
-THROUGHPUT = {"bench.registration"}  # run at every latency given with --latency-ms
+BENCHMARKS = ["bench.registration", "bench.meetings", "bench.campaigns", "bench.footprint"]
+# Run at every latency given with --latency-ms.
+THROUGHPUT = {"bench.registration", "bench.campaigns"}
 
 
 def table(figures: list[Figure]) -> str:

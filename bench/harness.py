@@ -168,6 +168,18 @@ async def wait_until(condition, *, timeout: float, interval: float = 0.02) -> fl
     return time.monotonic()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux /proc; 0.0 elsewhere).
+
+    Unlike rates, CPU per update holds still when other work shares the machine.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     """The value below which ``share`` of the values lie."""
     if not values:

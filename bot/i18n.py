@@ -50,35 +50,58 @@ class Catalog:
         return singular if count == 1 else plural
 
 
-def load_catalog(language: str, locale_dir: Path = LOCALE_DIR) -> Catalog:
-    """Merge every .po file of a language; fuzzy or empty translations are left out."""
-    catalog = Catalog(language)
-    directory = locale_dir / language / "LC_MESSAGES"
-    for po_path in sorted(directory.glob("*.po")):
-        with po_path.open("rb") as handle:
-            po = read_po(handle, locale=language)
-        catalog.plural_rule = _plural_rule(po)
-        for message in po:
-            if not message.id or message.fuzzy:
-                continue
-            context = message.context
-            if isinstance(message.id, tuple):
-                forms = tuple(message.string or ())
-                if any(forms):
-                    catalog.plural[(context, message.id[0])] = forms
-            elif message.string:
-                catalog.singular[(context, message.id)] = message.string
-    return catalog
+SHARED_DOMAIN = "common"
+
+
+class Catalogs:
+    """Every catalog, read once; a feature's templates get its own catalog over `common`.
+
+    Features translate independently: the same English text may read differently in two
+    features ("cancelled": 취소 for a sign-up, 취소됨 for a meeting date).
+    """
+
+    def __init__(self, locale_dir: Path = LOCALE_DIR) -> None:
+        self.locale_dir = locale_dir
+        self._merged: dict[tuple[str, str], Catalog] = {}
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The supported languages, the default first."""
+        return SUPPORTED_LANGUAGES
+
+    def for_feature(self, language: str, feature: str) -> Catalog:
+        """The catalog a template of ``feature`` is translated with."""
+        key = (language, feature)
+        if key not in self._merged:
+            catalog = Catalog(language)
+            for domain in dict.fromkeys((SHARED_DOMAIN, feature)):
+                _read_into(catalog, self.locale_dir / language / "LC_MESSAGES" / f"{domain}.po")
+            self._merged[key] = catalog
+        return self._merged[key]
+
+
+def _read_into(catalog: Catalog, po_path: Path) -> None:
+    """Add one .po file's translations; fuzzy or empty ones are left out."""
+    if not po_path.exists():
+        return
+    with po_path.open("rb") as handle:
+        po = read_po(handle, locale=catalog.language)
+    catalog.plural_rule = _plural_rule(po)
+    for message in po:
+        if not message.id or message.fuzzy:
+            continue
+        context = message.context
+        if isinstance(message.id, tuple):
+            forms = tuple(message.string or ())
+            if any(forms):
+                catalog.plural[(context, message.id[0])] = forms
+        elif message.string:
+            catalog.singular[(context, message.id)] = message.string
 
 
 def _plural_rule(po):
     """A function count -> plural form index, from the catalog's Plural-Forms header."""
     return gettext.c2py(po.plural_expr)
-
-
-def load_catalogs(locale_dir: Path = LOCALE_DIR) -> dict[str, Catalog]:
-    """Catalogs for every supported language."""
-    return {language: load_catalog(language, locale_dir) for language in SUPPORTED_LANGUAGES}
 
 
 def negotiate_language(telegram_code: str | None, default: str = "ko") -> str:

@@ -16,7 +16,7 @@ from babel.numbers import format_decimal, format_percent
 from markupsafe import Markup
 
 from bot.callbacks import encode
-from bot.i18n import Catalog, load_catalogs
+from bot.i18n import Catalog, Catalogs
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TELEGRAM_TEXT_LIMIT = 4096
@@ -141,17 +141,24 @@ class Renderer:
 
     def __init__(
         self,
-        catalogs: dict[str, Catalog] | None = None,
+        catalogs: Catalogs | None = None,
         template_dir: Path = TEMPLATE_DIR,
         default_timezone: str = "Asia/Seoul",
     ) -> None:
-        self.catalogs = catalogs if catalogs is not None else load_catalogs()
+        self.catalogs = catalogs or Catalogs()
+        self.template_dir = template_dir
         self.default_timezone = default_timezone
         self.bot_username = "moim_bot"
-        self.environments = {
-            language: self._environment(catalog, template_dir)
-            for language, catalog in self.catalogs.items()
-        }
+        self.environments: dict[tuple[str, str], jinja2.Environment] = {}
+
+    def environment(self, language: str, feature: str) -> jinja2.Environment:
+        """The environment for templates of ``feature`` in ``language`` (made on first use)."""
+        key = (language, feature)
+        environment = self.environments.get(key)
+        if environment is None:
+            catalog = self.catalogs.for_feature(language, feature)
+            environment = self.environments[key] = self._environment(catalog, self.template_dir)
+        return environment
 
     def _environment(self, catalog: Catalog, template_dir: Path) -> jinja2.Environment:
         environment = jinja2.Environment(
@@ -209,12 +216,13 @@ class Renderer:
         )
 
     def language(self, language: str | None) -> str:
-        """A supported language, falling back to the first catalog (Korean)."""
-        return language if language in self.environments else next(iter(self.environments))
+        """A supported language, falling back to the default (Korean)."""
+        languages = self.catalogs.languages
+        return language if language in languages else languages[0]
 
     def render(self, template: str, language: str | None, **context: Any) -> Rendered:
         """Render ``template`` (e.g. "members/notice.html") into text and buttons."""
-        environment = self.environments[self.language(language)]
+        environment = self.environment(self.language(language), template.split("/", 1)[0])
         keyboard = Keyboard()
         text = environment.get_template(template).render(kb=keyboard, **context)
         return Rendered(text=tidy(text), buttons=keyboard.result())

@@ -20,7 +20,7 @@ from telegram.ext import (
 from bot.callbacks import pattern
 from bot.context import MoimApplication, MoimContext
 from bot.services import conversations, members, organizations, privacy
-from bot.services.errors import StaleButton, TooYoung
+from bot.services.errors import DomainError, StaleButton, TooYoung
 from handlers.common import callback, command_text, is_private, moim_handler
 
 DEEP_LINK = re.compile(r"^([a-z]+)_([A-Za-z0-9_-]{1,40})$")
@@ -134,7 +134,17 @@ async def open_deep_link(update: Update, context: MoimContext, payload: str) -> 
     if target is None:
         context.reply(update, context.render("members/unknown_link.html"))
         return
-    await target(update, context, match.group(2))
+    scope = context.scope
+    actions, after_commit = len(scope.actions), len(scope.after_commit)
+    try:
+        async with context.session.begin_nested():
+            await target(update, context, match.group(2))
+    except DomainError as error:
+        # What the link points at refuses (closed, a draft, gone): say so, but keep what came
+        # before in this update, such as the registration the person just completed.
+        del scope.actions[actions:], scope.after_commit[after_commit:]
+        rendered = context.render(f"{error.feature}/errors.html", code=error.code, **error.params)
+        context.reply(update, rendered)
 
 
 def _button_language(update: Update, index: int = 0) -> tuple:

@@ -1,5 +1,6 @@
 """All tables; importing this package registers every table on SQLModel.metadata."""
 
+from models.campaigns import Campaign, CampaignStatus, Signup, SignupStatus, SurveyResponse
 from models.cards import PostedCard
 from models.meetings import (
     Answer,
@@ -34,6 +35,8 @@ __all__ = [
     "Answer",
     "AuditLog",
     "BotAdmin",
+    "Campaign",
+    "CampaignStatus",
     "CheckinMethod",
     "ConversationState",
     "Delivery",
@@ -54,5 +57,8 @@ __all__ = [
     "ReminderAudience",
     "Role",
     "ScheduledJob",
+    "Signup",
+    "SignupStatus",
+    "SurveyResponse",
     "Tier",
 ]

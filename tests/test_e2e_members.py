@@ -113,3 +113,10 @@ async def test_unknown_things_get_friendly_answers(local):
     assert "/help" in (await person.say("그냥 하는 말"))[-1]["text"]
     help_text = (await person.say("/help"))[-1]["text"]
     assert "/mydata" in help_text and "/invite" not in help_text
+
+
+async def test_a_link_to_something_gone_still_registers_the_newcomer(local):
+    person = Person(local, "서준")
+    messages = await register(person, "org_nosuch")
+    assert "찾을 수 없습니다" in messages[-1]["text"]
+    assert "내 정보" in (await person.say("/me"))[-1]["text"]  # registered, not rolled back
