@@ -11,6 +11,19 @@ from models.organizations import (
     Role,
     Tier,
 )
+from models.polls import (
+    BallotKind,
+    Eligibility,
+    Poll,
+    PollBallot,
+    PollKind,
+    PollOption,
+    PollStatus,
+    PollVote,
+    PollVoter,
+    QuorumKind,
+    Weighting,
+)
 from models.system import (
     AuditLog,
     ConversationState,
@@ -23,10 +36,12 @@ from models.system import (
 
 __all__ = [
     "AuditLog",
+    "BallotKind",
     "BotAdmin",
     "ConversationState",
     "Delivery",
     "DeliveryStatus",
+    "Eligibility",
     "JobStatus",
     "LinkedChat",
     "Member",
@@ -34,9 +49,18 @@ __all__ = [
     "NetworkMember",
     "OrgKind",
     "Organization",
+    "Poll",
+    "PollBallot",
+    "PollKind",
+    "PollOption",
+    "PollStatus",
+    "PollVote",
+    "PollVoter",
     "PostedCard",
     "ProcessedUpdate",
+    "QuorumKind",
     "Role",
     "ScheduledJob",
     "Tier",
+    "Weighting",
 ]
