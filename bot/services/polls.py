@@ -1146,6 +1146,12 @@ class Results:
         return [c for c in self.options if math.isclose(self.amount(c), top)]
 
     @property
+    def against_eligible(self) -> bool:
+        """Turnout is shown against the eligible members (not for polls open to anyone, where
+        people outside the organisation vote too)."""
+        return bool(self.eligible) and self.poll.eligibility != Eligibility.ANYONE
+
+    @property
     def turnout(self) -> float | None:
         """Voters as a share of the eligible members (None when unknown)."""
         return self.voters / self.eligible if self.eligible else None
@@ -1463,7 +1469,7 @@ async def verify_receipt(session: AsyncSession, code: str) -> list[VerifiedBallo
     """
     receipt = normalise_receipt(code)
     if len(receipt) != RECEIPT_LENGTH or any(ch not in RECEIPT_ALPHABET for ch in receipt):
-        raise ReceiptNotFound(code=code.strip()[:20])
+        raise ReceiptNotFound(receipt=code.strip()[:20])
     rows = (
         await session.exec(
             select(PollBallot.poll_id, PollBallot.option_id)
@@ -1472,7 +1478,7 @@ async def verify_receipt(session: AsyncSession, code: str) -> list[VerifiedBallo
         )
     ).all()
     if not rows:
-        raise ReceiptNotFound(code=show_receipt(receipt))
+        raise ReceiptNotFound(receipt=show_receipt(receipt))
     found: list[VerifiedBallot] = []
     waiting = False
     for poll_id in dict.fromkeys(poll_id for poll_id, _ in rows):
@@ -1484,7 +1490,7 @@ async def verify_receipt(session: AsyncSession, code: str) -> list[VerifiedBallo
         chosen = [by_id[option_id] for pid, option_id in rows if pid == poll_id]
         found.append(VerifiedBallot(view=view, chosen=chosen, receipt=receipt))
     if not found and waiting:
-        raise VerifyNotYet(code=show_receipt(receipt))
+        raise VerifyNotYet(receipt=show_receipt(receipt))
     return found
 
 
