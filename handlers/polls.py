@@ -455,7 +455,7 @@ async def panel_opened(update: Update, context: MoimContext) -> None:
     poll_id = _poll_arg(update)
     _require_member(context, poll_id)
     view = await polls.load(context.session, poll_id)
-    if not view.poll.is_open:
+    if not polls.takes_votes(view.poll, context.now):
         raise polls.PollClosed(question=view.poll.question)
     context.answer(update)
     await _send_panel(update, context, view)
@@ -483,7 +483,7 @@ async def _panel_view(update: Update, context: MoimContext) -> polls.PollView:
     poll_id = _poll_arg(update)
     _require_member(context, poll_id)
     view = await polls.load(context.session, poll_id)
-    if not view.poll.is_open:
+    if not polls.takes_votes(view.poll, context.now):
         raise polls.PollClosed(question=view.poll.question)
     return view
 
@@ -981,7 +981,7 @@ async def nudge_when_due(job_context, job: ScheduledJob) -> None:
     has not voted yet (and nobody else)."""
     poll_id = int(job.payload["poll_id"])
     session = job_context.session
-    view = await polls.take_nudge(session, poll_id)
+    view = await polls.take_nudge(session, poll_id, now=job_context.now)
     if view is None:
         return
     recipients = await polls.nudge_recipients(session, poll_id)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from bot.db import transaction
 from models import AuditLog, Delivery, PollBallot, PollVote, PollVoter
-from tests.e2e import Person, buttons, register, url_buttons
+from tests.e2e import Person, buttons, document_json, register, url_buttons
 from tests.test_e2e_organizations import admin
 
 
@@ -226,3 +226,111 @@ async def test_guided_creation_ranked_panel_and_results(local):
     await minji.tap("네, 지금 마감합니다")
     results = [m for m in minji.inbox() if "즉시 결선" in (m["text"] or "")]
     assert results and "1라운드" in results[-1]["text"]
+
+
+async def test_multiple_choice_panel_reason_exports_me_and_mydata(local):
+    minji, _group, (seojun, haeun) = await organisation_with_group(local, members=2)
+    await minji.say(
+        "/new_poll 점심 메뉴 | 김밥 | 떡볶이 | 순대 | 라면 | 종류: 복수 2 | 자격: 회원"
+    )
+    await minji.say("/new_poll 회비 인상안 | 종류: 제안 | 자격: 회원")
+    me = (await seojun.say("/me"))[-1]
+    assert "내 투표를 기다리는 투표" in me["text"] and "점심 메뉴" in me["text"]
+
+    await seojun.say("/start poll_1")
+    panel = seojun.last()
+    assert buttons(panel) == ["☐ 김밥", "☐ 떡볶이", "☐ 순대", "☐ 라면"]
+    await seojun.tap("☐ 순대")
+    await seojun.tap("☐ 김밥")
+    too_many = await seojun.tap("☐ 라면")
+    assert too_many["show_alert"] and "최대 2개" in too_many["text"]
+    assert "☑ 김밥" in buttons(seojun.last()) and "투표하기 (2개 선택)" in buttons(seojun.last())
+    done = await seojun.tap("투표하기 (2개 선택)")
+    assert "김밥, 순대" in done["text"]
+    # A forged panel state (three options ticked) is refused and records nothing new.
+    forged = await seojun.press(seojun.last(), "v1:poll:mcv:1:7", forge=True)
+    assert "이 버튼은 더 이상 쓸 수 없습니다" in forged["text"]
+
+    await haeun.say("/start poll_2")
+    await haeun.tap("반대")
+    await haeun.tap("의견 남기기")
+    await haeun.say("회비가 이미 부담스럽습니다")
+    assert "의견을 저장했습니다" in haeun.last()["text"]
+    card = (await haeun.say("/start poll_2"))[0]
+    assert "내 의견: 회비가 이미 부담스럽습니다" in card["text"]
+
+    await minji.say("/results 2")
+    csv_message = (await minji.tap("투표 내역 (CSV)"))["messages"][-1]
+    data = csv_message["document"]["data"]
+    assert data.startswith("\ufeff".encode())
+    text = data.decode("utf-8-sig")
+    assert text.splitlines()[0] == "이름,단체,번호,선택지,순위,가중치,의견,투표 시각"
+    assert "하은" in text and "반대" in text and "회비가 이미 부담스럽습니다" in text
+    xlsx = (await minji.tap("결과 엑셀"))["messages"][-1]
+    assert xlsx["document"]["data"][:2] == b"PK"  # a zip: an XLSX workbook
+
+    mydata = document_json((await haeun.say("/mydata"))[-1])
+    assert mydata["polls"]["open_votes"][0]["reason"] == "회비가 이미 부담스럽습니다"
+    await haeun.say("/forget")
+    await haeun.tap("네, 삭제합니다")
+    async with transaction(local.runtime.sessions) as session:
+        reasons = (await session.exec(sa.select(PollVote.reason))).scalars().all()
+    assert reasons == [None, None, None]  # 서준's two choices and 하은's anonymous vote
+
+    await minji.say("/polls")
+    await minji.tap("#1 점심 메뉴")
+    await minji.tap("삭제")
+    await minji.tap("네, 삭제합니다")
+    assert "삭제되었습니다" in minji.last()["text"]
+    gone = (await seojun.say("/results 1"))[-1]
+    assert "없거나 삭제되었습니다" in gone["text"]
+
+
+async def test_a_networks_vote_shows_each_group(local):
+    minji = admin(local)
+    await register(minji)
+    await minji.say("/new_org 서울 기후 연대 | seoul-net | 연대")
+    voters = []
+    for slug, names in (("north", ["서준", "하은", "지호"]), ("south", ["도윤", "수아"])):
+        await minji.say(f"/new_org {slug} 모임 | {slug}")
+        await minji.say(f"/network_add seoul-net {slug}")
+        for name in names:
+            person = Person(local, name)
+            await register(person, f"org_{slug}")
+            await person.tap("가입하기")
+            voters.append(person)
+    asked = await minji.say("/new_poll 공동 행동 날짜 | 토요일 | 일요일 | 자격: 회원")
+    assert "어느 단체" in asked[-1]["text"]  # 민지 organises three: the line waits for a choice
+    await minji.tap("서울 기후 연대")
+    choices = {
+        "서준": "1. 토요일",
+        "하은": "1. 토요일",
+        "지호": "2. 일요일",
+        "도윤": "2. 일요일",
+        "수아": "2. 일요일",
+    }
+    for person in voters:
+        await person.say("/start poll_1")
+        await person.tap(choices[person.name])
+    text = (await minji.say("/results 1"))[0]["text"]
+    assert "회원 단체별" in text
+    assert "north 모임 — 3명: 1. 2 · 2. 1" in text and "south 모임 — 2명: 1. 0 · 2. 2" in text
+
+
+async def test_an_english_speaker_votes_and_verifies(local):
+    minji, _group, _ = await organisation_with_group(local)
+    alex = Person(local, "Alex", language="en")
+    await register(alex, "org_saesol")
+    await alex.tap("Join")
+    await minji.say("/new_poll 대표 선출 | 김 | 이 | 박 | 투표: 비밀 | 자격: 회원")
+    card = (await alex.say("/start poll_1"))[0]
+    assert "Secret ballot" in card["text"] and "cannot be changed once cast" in card["text"]
+    answer = await alex.tap("2. 이")
+    assert answer["text"].startswith("🔒 Secret ballot cast: 이")
+    receipt = alex.last()["text"].split("Receipt code:")[1].split()[0]
+    await minji.say("/close_poll 1")
+    await minji.tap("네, 지금 마감합니다")
+    verified = (await alex.say(f"/verify {receipt}"))[-1]
+    assert "Recorded choice: 이" in verified["text"]
+    unknown = (await alex.say("/verify 0000-0000"))[-1]
+    assert "No ballot has the receipt code 0000-0000" in unknown["text"]

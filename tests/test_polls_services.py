@@ -437,3 +437,51 @@ async def test_many_voters_at_once_are_each_counted_once(runtime, clock):
         for view in (open_view, secret_view):
             results = await polls.tally(session, await polls.load(session, view.poll.id))
             assert [c.votes for c in results.options] == [30, 30]
+
+
+async def test_a_tap_on_a_known_poll_is_one_statement(runtime, clock):
+    """The hottest path: once a process has seen a poll, a vote is one SQL statement."""
+    now = clock.now()
+    async with transaction(runtime.sessions) as session:
+        org, minji, seojun, _haeun, jiho = await setup(session, now)
+        view = await new_poll(session, org, minji, "장소? | 사무실 | 카페 | 자격: 회원", now)
+        await vote(session, view, minji, 1, now=now)  # the first tap loads the poll
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            statements.append(statement)
+
+    sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with transaction(runtime.sessions) as session:
+            outcome = await vote(session, view, seojun, 2, now=now)
+        assert outcome.changed and len(statements) == 1
+        statements.clear()
+        async with transaction(runtime.sessions) as session:  # not a member: refused
+            with pytest.raises(polls.NotEligible):
+                await vote(session, view, jiho, 2, now=now)
+    finally:
+        sa.event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
+    async with transaction(runtime.sessions) as session:
+        results = await polls.tally(session, view)
+    assert [c.votes for c in results.options] == [1, 1]
+
+
+async def test_the_closing_time_holds_even_when_the_job_runs_late(session, clock):
+    """Down for an hour at closing time: no vote gets in late, the reminder is not sent
+    after the end, and the result is dated at the closing time."""
+    now = clock.now()
+    org, minji, seojun, haeun, _ = await setup(session, now)
+    view = await new_poll(session, org, minji, "시간 | a | b | 마감: 18:00 | 알림: 1시간", now)
+    await vote(session, view, seojun, 1, now=now)  # known to the fast path from here on
+    late = view.poll.closes_at + dt.timedelta(hours=1)
+    with pytest.raises(polls.PollClosed):
+        await vote(session, view, haeun, 2, now=late)  # the fast path refuses it too
+    with pytest.raises(polls.PollClosed):
+        await vote(session, view, seojun, 2, now=late)
+    assert await polls.take_nudge(session, view.poll.id, now=late) is None
+    await polls.close_poll(session, poll_id=view.poll.id, actor=None, now=late)
+    closed = await polls.load(session, view.poll.id)
+    assert closed.poll.closed_at == view.poll.closes_at
+    assert [c.votes for c in (await polls.tally(session, closed)).options] == [1, 0]

@@ -33,6 +33,7 @@ import datetime as dt
 import math
 import re
 import secrets
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -601,10 +602,13 @@ async def close_poll(
         )
     # One atomic UPDATE decides who closes; on PostgreSQL it waits for votes in flight.
     eligible = eligible_count_query(poll_id)
+    scheduled = view.poll.closes_at
+    # The scheduled close is dated at the closing time, however late the job ran.
+    closed_at = scheduled if actor is None and scheduled and scheduled < now else now
     result = await session.exec(
         sa.update(Poll)
         .where(Poll.id == poll_id, Poll.status == PollStatus.OPEN)
-        .values(status=PollStatus.CLOSED, closed_at=now, eligible_at_close=eligible)
+        .values(status=PollStatus.CLOSED, closed_at=closed_at, eligible_at_close=eligible)
         .returning(Poll.id)
     )
     if result.first() is None:
@@ -736,6 +740,12 @@ class VoteOutcome:
     receipt: str | None = None  # secret ballots: the voter's receipt code
 
 
+def takes_votes(poll: Poll, now: dt.datetime) -> bool:
+    """Open, and its closing time (if any) has not come: a late closing job changes nothing
+    about when voting ended."""
+    return poll.is_open and (poll.closes_at is None or now < poll.closes_at)
+
+
 def choices_for(view: PollView, positions: Sequence[int]) -> list[PollOption]:
     """The options at ``positions`` for this kind of poll; StaleButton for impossible ones.
 
@@ -775,8 +785,15 @@ async def cast_vote(
     now: dt.datetime,
 ) -> VoteOutcome:
     """A person votes: recorded at once (open votes replace the previous one)."""
+    facts = _facts_of(session).get(poll_id)
+    if facts is not None and _one_tap(facts, positions):
+        chosen = choices_for(facts, positions)
+        if await _one_statement_vote(session, facts, member, chosen[0], tiers, now):
+            return VoteOutcome(view=facts, chosen=chosen, changed=True)
+        # Nothing written: unchanged, closed or not eligible — the full path says which.
     view = await load(session, poll_id, for_vote=True)
-    if not view.poll.is_open:
+    remember_facts(session, view)
+    if not takes_votes(view.poll, now):
         raise PollClosed(question=view.poll.question)
     chosen = choices_for(view, positions)
     who = await standing(session, view, member, tiers)
@@ -785,6 +802,116 @@ async def cast_vote(
         return VoteOutcome(view=view, chosen=chosen, changed=True, receipt=receipt)
     changed = await _record_open(session, view, member, chosen, who, now)
     return VoteOutcome(view=view, chosen=chosen, changed=changed)
+
+
+# --- the one-tap fast path -------------------------------------------------------------------
+#
+# A tap on a group card is the hottest path in the product. What a published poll is — its
+# question, options, organisation, kind and rules — never changes, so each process keeps a
+# copy (by poll id); what does change (open or closed, who may vote, the vote itself) is
+# checked and written by ONE statement: insert-or-change the vote if the poll is open and the
+# member is eligible. When it writes nothing, the full path finds out why.
+
+# Per database engine (tests and the sandbox run several in one process), per poll id.
+_FACTS: weakref.WeakKeyDictionary[Any, dict[int, PollView]] = weakref.WeakKeyDictionary()
+_FACTS_LIMIT = 1000
+
+
+def _facts_of(session: AsyncSession) -> dict[int, PollView]:
+    if session.bind is None:
+        return {}
+    return _FACTS.setdefault(session.bind, {})
+
+
+def remember_facts(session: AsyncSession, view: PollView) -> None:
+    """Keep a detached copy of a poll's unchanging parts for later taps (bounded)."""
+    facts = _facts_of(session)
+    if view.poll.id in facts or not view.poll.is_open:
+        return
+    if len(facts) >= _FACTS_LIMIT:
+        facts.pop(next(iter(facts)))
+    facts[view.poll.id] = PollView(
+        poll=_copy(view.poll), org=_copy(view.org), options=[_copy(o) for o in view.options]
+    )
+
+
+def _copy(row: Any) -> Any:
+    """A plain, session-less copy of a loaded row."""
+    table = type(row)
+    return table(**{column.name: getattr(row, column.name) for column in table.__table__.c})
+
+
+def _one_tap(view: PollView, positions: Sequence[int]) -> bool:
+    poll = view.poll
+    return (
+        not poll.is_secret
+        and poll.kind in (PollKind.SINGLE, PollKind.PROPOSAL)
+        and not view.network
+        and len(positions) == 1
+    )
+
+
+_ONE_STATEMENT_VOTE = sa.text(
+    """
+    INSERT INTO pollvote (poll_id, member_id, rank, option_id, weight, organization_id, voted_at)
+    SELECT p.id, :member, 1, :option,
+        CASE WHEN p.weighting = 'tier' THEN (
+            SELECT CASE WHEN m.tier = 'full' THEN :full_weight ELSE :supporter_weight END
+            FROM membership AS m
+            WHERE m.member_id = :member AND m.organization_id = p.organization_id
+        ) ELSE 1.0 END,
+        NULL, :now
+    FROM poll AS p
+    WHERE p.id = :poll AND p.status = 'open' AND (p.closes_at IS NULL OR p.closes_at > :now)
+        AND (p.eligibility = 'anyone' OR EXISTS (
+            SELECT 1 FROM membership AS m
+            WHERE m.member_id = :member AND m.organization_id = p.organization_id
+                AND (p.eligibility <> 'full' OR m.tier = 'full')))
+    {lock}
+    ON CONFLICT (poll_id, member_id, rank) DO UPDATE SET
+        option_id = excluded.option_id, weight = excluded.weight, voted_at = excluded.voted_at,
+        reason = NULL
+    WHERE pollvote.option_id <> excluded.option_id
+    RETURNING option_id
+    """
+)
+
+
+def _vote_statement(lock: str) -> sa.TextClause:
+    return sa.text(_ONE_STATEMENT_VOTE.text.replace("{lock}", lock)).bindparams(
+        sa.bindparam("now", type_=Poll.__table__.c.created_at.type),
+        sa.bindparam("full_weight", type_=sa.Float()),
+        sa.bindparam("supporter_weight", type_=sa.Float()),
+    )
+
+
+# SQLite takes the write lock at BEGIN; PostgreSQL share-locks the poll row, so that closing
+# waits for the votes being recorded (as load(for_vote=True) does on the full path).
+_VOTE_STATEMENTS = {"sqlite": _vote_statement(""), "postgresql": _vote_statement("FOR SHARE OF p")}
+
+
+async def _one_statement_vote(
+    session: AsyncSession,
+    view: PollView,
+    member: Member,
+    option: PollOption,
+    tiers: TiersConfig,
+    now: dt.datetime,
+) -> bool:
+    """Record a one-tap open vote in one statement; False if it wrote nothing."""
+    dialect = "postgresql" if is_postgresql(session) else "sqlite"
+    result = await session.exec(
+        _VOTE_STATEMENTS[dialect],
+        params={
+            "poll": view.poll.id,
+            "member": member.id,
+            "option": option.id,
+            "now": now,
+            "full_weight": float(tiers.full_weight),
+            "supporter_weight": float(tiers.supporter_weight),
+        },
+    )
+    return result.first() is not None
 
 
 async def _record_open(
@@ -1009,7 +1136,7 @@ async def set_reason(
     poll = view.poll
     if poll.kind != PollKind.PROPOSAL or poll.is_secret:
         raise NoReasonHere()
-    if not poll.is_open:
+    if not takes_votes(poll, now):
         raise PollClosed(question=poll.question)
     text = clean_text(reason)
     if not text:
@@ -1663,13 +1790,16 @@ async def nudge_recipients(session: AsyncSession, poll_id: int) -> list[NudgeRec
     return [NudgeRecipient(member_id, user_id, language) for member_id, user_id, language in rows]
 
 
-async def take_nudge(session: AsyncSession, poll_id: int) -> PollView | None:
-    """The poll if its closing-soon nudge should go out now (it is still open), else None."""
+async def take_nudge(
+    session: AsyncSession, poll_id: int, *, now: dt.datetime
+) -> PollView | None:
+    """The poll if its closing-soon nudge should go out now (it still takes votes), else
+    None (closed, deleted, or the nudge is so late that voting has ended)."""
     try:
         view = await load(session, poll_id)
     except PollNotFound:
         return None
-    return view if view.poll.is_open else None
+    return view if takes_votes(view.poll, now) else None
 
 
 async def export_member(session: AsyncSession, member: Member) -> dict[str, Any]:
