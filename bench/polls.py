@@ -264,14 +264,16 @@ async def tally_figures(settings: Settings) -> list[Figure]:
             runtime = build_runtime(config)
             try:
                 await migrate(runtime.engine)
-                for secret in (False, True):
-                    poll_id = await generate(runtime, ballots, secret=secret)
+                for kind in ("open votes", "secret ballots", "ranked secret ballots"):
+                    poll_id = await generate(
+                        runtime, ballots, secret=kind != "open votes", ranked="ranked" in kind
+                    )
                     seconds, results = await timed_tally(runtime, poll_id)
-                    kind = "secret ballots" if secret else "open votes"
+                    rounds = f", {len(results.rounds)} runoff rounds" if results.rounds else ""
                     figures.append(
                         Figure(
                             f"poll tally ({ballots:,} {kind})",
-                            f"{label}: count, turnout and shares",
+                            f"{label}: count, turnout and shares{rounds}",
                             round(seconds * 1000, 1),
                             "ms",
                             target="≤ 1000 ms",
@@ -298,8 +300,12 @@ async def timed_tally(runtime, poll_id: int) -> tuple[float, polls.Results]:
     return statistics.median(times), results
 
 
-async def generate(runtime, ballots: int, *, secret: bool) -> int:
-    """A closed poll with ``ballots`` ballots, written by the database itself."""
+async def generate(runtime, ballots: int, *, secret: bool, ranked: bool = False) -> int:
+    """A closed poll with ``ballots`` ballots, written by the database itself.
+
+    Ranked: five options; every ballot ranks a first choice, most a second and some a third
+    (about 2.7 rows per ballot), so the runoff needs several rounds.
+    """
     postgres = runtime.engine.dialect.name == "postgresql"
     async with transaction(runtime.sessions) as session:
         org = (await session.exec(sa.select(Organization.id))).first()
@@ -311,13 +317,17 @@ async def generate(runtime, ballots: int, *, secret: bool) -> int:
         else:
             org_id = org[0]
         draft = polls.draft_from_line(
-            f"백만 | 가 | 나 | 다 | 라 | 투표: {'비밀' if secret else '공개'}",
+            f"백만 | 가 | 나 | 다 | 라 | 마 | 투표: {'비밀' if secret else '공개'}"
+            + (" | 종류: 순위" if ranked else ""),
             now=START,
             timezone="Asia/Seoul",
         )
+        if not ranked:
+            draft.options = draft.options[:4]
         poll = Poll(
             organization_id=org_id,
             question=draft.question,
+            kind=draft.kind,
             ballot=draft.ballot,
             status="closed",
             created_at=START,
@@ -342,14 +352,28 @@ async def generate(runtime, ballots: int, *, secret: bool) -> int:
     async with transaction(runtime.sessions) as session:
         if secret:
             key = "(random() * 9e18)::bigint" if postgres else "abs(random())"
-            receipt = "upper(substr(md5(i::text), 1, 8))" if postgres else "hex(randomblob(4))"
-            await session.exec(
-                sa.text(
-                    "INSERT INTO pollballot (id, poll_id, receipt, option_id, rank, weight) "
-                    f"SELECT {key}, :p, {receipt}, {option}, 1, 1.0 FROM ({numbers}) AS n"
-                ),
-                params={"p": poll_id, "n": ballots},
-            )
+            # Distinct codes (random ones would collide among a million); the count ignores them.
+            receipt = "lpad(upper(to_hex(i)), 8, '0')" if postgres else "printf('%08X', i)"
+            choices = [(1, option)]
+            if ranked:
+                base = "(SELECT min(id) FROM polloption WHERE poll_id = :p)"
+                first = "(i * 7 % 5)"
+                choices = [
+                    (1, f"{base} + {first}"),
+                    (2, f"{base} + ((i * 7 + 1 + i % 3) % 5)"),
+                    (3, f"{base} + ((i * 7 + 2 + i % 2) % 5)"),
+                ]
+            for rank, choice in choices:
+                # A later rank that repeats the first choice is left out (a shorter ballot).
+                repeat = f" WHERE {choice} <> {choices[0][1]}" if rank > 1 else ""
+                await session.exec(
+                    sa.text(
+                        "INSERT INTO pollballot (id, poll_id, receipt, option_id, rank, weight) "
+                        f"SELECT {key}, :p, {receipt}, {choice}, {rank}, 1.0"
+                        f" FROM ({numbers}) AS n{repeat}"
+                    ),
+                    params={"p": poll_id, "n": ballots},
+                )
         else:
             first = (await session.exec(sa.text("SELECT coalesce(max(id), 0) FROM member"))).one()[
                 0

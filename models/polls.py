@@ -131,6 +131,8 @@ class PollVote(SQLModel, table=True):
     __table_args__ = (
         # Counting reads only this index: votes and weight per option, per group.
         sa.Index("ix_pollvote_tally", "poll_id", "option_id", "organization_id", "rank", "weight"),
+        # SQLite: the rows themselves in ballot order (runoff rounds read them in one pass).
+        {"sqlite_with_rowid": False},
     )
 
     poll_id: int = Field(foreign_key="poll.id", ondelete="CASCADE", primary_key=True)
@@ -163,6 +165,8 @@ class PollBallot(SQLModel, table=True):
             "ix_pollballot_tally", "poll_id", "option_id", "organization_id", "rank", "weight"
         ),
         sa.Index("ix_pollballot_receipt", "receipt"),
+        # Runoff rounds read each ballot's choices in rank order from this index alone.
+        sa.Index("ix_pollballot_ballot", "poll_id", "receipt", "rank", "option_id", "weight"),
         # SQLite would otherwise keep a hidden rowid that counts up in the order of voting.
         {"sqlite_with_rowid": False},
     )

@@ -1399,22 +1399,40 @@ async def tally(session: AsyncSession, view: PollView) -> Results:
 async def _first_preferences(
     session: AsyncSession, poll: Poll, eliminated: set[int]
 ) -> dict[int, tuple[int, float]]:
-    """Each ballot's highest-ranked continuing option, counted per option (one SQL query)."""
+    """Each ballot's highest-ranked continuing option, counted per option (one SQL query,
+    one pass over the ballots in ballot order)."""
     table, key = _ballot_table(poll)
-    preference = sa.func.row_number().over(partition_by=key, order_by=table.rank)
-    inner = select(
-        table.option_id.label("option_id"),
-        table.weight.label("weight"),
-        preference.label("preference"),
-    ).where(table.poll_id == poll.id)
+    where = [table.poll_id == poll.id]
     if eliminated:
-        inner = inner.where(table.option_id.not_in(sorted(eliminated)))
-    ranked = inner.subquery()
+        where.append(table.option_id.not_in(sorted(eliminated)))
+    if is_postgresql(session):
+        first = (
+            select(table.option_id.label("option_id"), table.weight.label("weight"))
+            .where(*where)
+            .order_by(key, table.rank)
+        )
+        # DISTINCT ON: the extension form since SQLAlchemy 2.1, distinct(key) before.
+        if hasattr(postgresql, "distinct_on"):
+            first = first.ext(postgresql.distinct_on(key))
+        else:
+            first = first.distinct(key)
+    else:
+        # SQLite: with min(), the other columns come from the row holding the minimum.
+        first = (
+            select(
+                table.option_id.label("option_id"),
+                table.weight.label("weight"),
+                sa.func.min(table.rank),
+            )
+            .where(*where)
+            .group_by(key)
+        )
+    ranked = first.subquery()
     rows = (
         await session.exec(
-            select(ranked.c.option_id, sa.func.count(), sa.func.sum(ranked.c.weight))
-            .where(ranked.c.preference == 1)
-            .group_by(ranked.c.option_id)
+            select(ranked.c.option_id, sa.func.count(), sa.func.sum(ranked.c.weight)).group_by(
+                ranked.c.option_id
+            )
         )
     ).all()
     return {option_id: (int(votes), float(weight)) for option_id, votes, weight in rows}
@@ -1790,9 +1808,7 @@ async def nudge_recipients(session: AsyncSession, poll_id: int) -> list[NudgeRec
     return [NudgeRecipient(member_id, user_id, language) for member_id, user_id, language in rows]
 
 
-async def take_nudge(
-    session: AsyncSession, poll_id: int, *, now: dt.datetime
-) -> PollView | None:
+async def take_nudge(session: AsyncSession, poll_id: int, *, now: dt.datetime) -> PollView | None:
     """The poll if its closing-soon nudge should go out now (it still takes votes), else
     None (closed, deleted, or the nudge is so late that voting has ended)."""
     try:

@@ -2,7 +2,7 @@
 
 Revision ID: 0010
 Revises: 0002
-Create Date: 2026-11-23 19:22:13.444379
+Create Date: 2026-11-23 20:07:37.277940
 """
 
 from collections.abc import Sequence
@@ -80,6 +80,11 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("pollballot", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_pollballot_ballot",
+            ["poll_id", "receipt", "rank", "option_id", "weight"],
+            unique=False,
+        )
         batch_op.create_index("ix_pollballot_receipt", ["receipt"], unique=False)
         batch_op.create_index(
             "ix_pollballot_tally",
@@ -101,6 +106,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["option_id"], ["polloption.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["poll_id"], ["poll.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("poll_id", "member_id", "rank"),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("pollvote", schema=None) as batch_op:
         batch_op.create_index(
@@ -121,6 +127,7 @@ def downgrade() -> None:
     with op.batch_alter_table("pollballot", schema=None) as batch_op:
         batch_op.drop_index("ix_pollballot_tally")
         batch_op.drop_index("ix_pollballot_receipt")
+        batch_op.drop_index("ix_pollballot_ballot")
 
     op.drop_table("pollballot")
     op.drop_table("pollvoter")
