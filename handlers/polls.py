@@ -26,7 +26,7 @@ from handlers.common import (
     org_from_button,
     resolve_org,
 )
-from models import BallotKind, Eligibility, Poll, PollKind, ScheduledJob, Weighting
+from models import Poll, PollKind, ScheduledJob
 
 FLOW = "new_poll"
 REASON_FLOW = "poll_reason"
@@ -219,8 +219,7 @@ async def new_poll_text(update: Update, context: MoimContext, state) -> None:
         await _advance(context, state, "kind", draft)
         context.reply(update, context.render("polls/ask_kind.html", draft=draft))
     elif state.step in ("quorum", "closes", "remind") and org is not None:
-        key = {"quorum": "quorum", "closes": "closes", "remind": "remind"}[state.step]
-        polls.apply_setting(draft, key, text, now=now, timezone=org.timezone)
+        polls.apply_setting(draft, state.step, text, now=now, timezone=org.timezone)
         polls.check_timing(draft, now=now)
         await _advance(context, state, "settings", draft)
         context.reply(update, _settings(context, draft, org))
@@ -307,27 +306,11 @@ async def new_poll_step(update: Update, context: MoimContext) -> None:
         raise StaleButton()
 
 
-CYCLES = {
-    "ballot": [BallotKind.OPEN, BallotKind.SECRET],
-    "who": [Eligibility.ANYONE, Eligibility.MEMBERS, Eligibility.FULL],
-    "weight": [Weighting.EQUAL, Weighting.TIER],
-}
-
-
 async def _change_setting(update, context, state, draft, org, setting: str | None) -> None:
     """A settings button: switch a choice in place, or ask for a number or a time."""
     message = update.effective_message
-    if setting in CYCLES:
-        attribute = {"ballot": "ballot", "who": "eligibility", "weight": "weighting"}[setting]
-        values = CYCLES[setting]
-        current = getattr(draft, attribute)
-        setattr(draft, attribute, values[(values.index(current) + 1) % len(values)])
-        if draft.weighting == Weighting.TIER and draft.eligibility == Eligibility.ANYONE:
-            # Weights come from membership tiers: people outside the organisation have none.
-            draft.eligibility = Eligibility.MEMBERS if setting == "weight" else draft.eligibility
-            draft.weighting = Weighting.EQUAL if setting == "who" else draft.weighting
-    elif setting == "results":
-        draft.live_results = not draft.results_live
+    if setting in polls.TOGGLES:
+        polls.toggle_setting(draft, setting)
     elif setting in ("quorum", "closes", "remind"):
         if setting == "remind" and draft.closes_at is None:
             context.answer(

@@ -9,19 +9,13 @@ import sqlalchemy as sa
 from bot.db import transaction
 from models import AuditLog, Delivery, PollBallot, PollVote, PollVoter
 from tests.e2e import Person, buttons, document_json, register, url_buttons
+from tests.test_cards import setup_group
 from tests.test_e2e_organizations import admin
 
 
 async def organisation_with_group(local, *, members: int = 0):
     """민지 (admin) with 새솔마을 주민회, its linked group, and registered members in both."""
-    minji = admin(local)
-    await register(minji)
-    await minji.say("/new_org 새솔마을 주민회 | saesol")
-    group = local.emulator.create_group("새솔 단톡방")
-    local.emulator.add_member(group["id"], minji.id)
-    local.emulator.add_bot_to_group(local.token, group["id"], by_user_id=minji.id)
-    await local.settle()
-    await minji.say("/link_group", chat_id=group["id"])
+    minji, group = await setup_group(local)
     people = []
     for name in ["서준", "하은", "지호", "도윤", "수아"][:members]:
         person = Person(local, name)

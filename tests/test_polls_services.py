@@ -485,3 +485,14 @@ async def test_the_closing_time_holds_even_when_the_job_runs_late(session, clock
     closed = await polls.load(session, view.poll.id)
     assert closed.poll.closed_at == view.poll.closes_at
     assert [c.votes for c in (await polls.tally(session, closed)).options] == [1, 0]
+
+
+def test_guided_settings_switch_in_turn_and_keep_weights_for_members():
+    draft = polls.PollDraft(question="q", options=["a", "b"])
+    assert not polls.toggle_setting(draft, "results").results_live
+    assert polls.toggle_setting(draft, "ballot").ballot == BallotKind.SECRET
+    polls.toggle_setting(draft, "weight")  # tier weights: voting is for members then
+    assert (draft.weighting, draft.eligibility) == (Weighting.TIER, Eligibility.MEMBERS)
+    polls.toggle_setting(draft, "who")  # full members
+    polls.toggle_setting(draft, "who")  # anyone again: weights go back to one each
+    assert (draft.weighting, draft.eligibility) == (Weighting.EQUAL, Eligibility.ANYONE)

@@ -413,6 +413,28 @@ def apply_setting(
     return draft
 
 
+TOGGLES = {
+    "ballot": ("ballot", [BallotKind.OPEN, BallotKind.SECRET]),
+    "who": ("eligibility", [Eligibility.ANYONE, Eligibility.MEMBERS, Eligibility.FULL]),
+    "weight": ("weighting", [Weighting.EQUAL, Weighting.TIER]),
+    "results": ("live_results", [True, False]),
+}
+
+
+def toggle_setting(draft: PollDraft, setting: str) -> PollDraft:
+    """Move a setting of the guided flow to its next choice (a settings button)."""
+    attribute, values = TOGGLES[setting]
+    current = draft.results_live if setting == "results" else getattr(draft, attribute)
+    setattr(draft, attribute, values[(values.index(current) + 1) % len(values)])
+    if draft.weighting == Weighting.TIER and draft.eligibility == Eligibility.ANYONE:
+        # Weights come from membership tiers: people outside the organisation have none.
+        if setting == "weight":
+            draft.eligibility = Eligibility.MEMBERS
+        else:
+            draft.weighting = Weighting.EQUAL
+    return draft
+
+
 def set_quorum(draft: PollDraft, text: str) -> PollDraft:
     """``20`` (voters), ``20명``, ``50%`` (of the eligible members), or ``없음``/``none``."""
     word = text.strip().lower().replace(" ", "")
@@ -684,6 +706,13 @@ def _org_scope(organization_id: Any) -> sa.ColumnElement[bool]:
     )
 
 
+def _membership_scope(view: PollView) -> sa.ColumnElement[bool]:
+    """Memberships that make someone one of the poll's people."""
+    if view.network:
+        return _org_scope(view.poll.organization_id)
+    return Membership.organization_id == view.poll.organization_id
+
+
 @dataclass(frozen=True)
 class Standing:
     """What a voter's vote weighs and which group it is counted with."""
@@ -700,15 +729,10 @@ async def standing(
     needs_membership = poll.eligibility != Eligibility.ANYONE
     rows: Sequence[tuple[int, str]] = []
     if needs_membership or view.network or poll.weighting == Weighting.TIER:
-        scope = (
-            _org_scope(poll.organization_id)
-            if view.network
-            else Membership.organization_id == poll.organization_id
-        )
         rows = (
             await session.exec(
                 select(Membership.organization_id, Membership.tier).where(
-                    Membership.member_id == member.id, scope
+                    Membership.member_id == member.id, _membership_scope(view)
                 )
             )
         ).all()
@@ -1578,13 +1602,10 @@ async def results_for(
 
 
 async def _in_scope(session: AsyncSession, view: PollView, member: Member) -> bool:
-    scope = (
-        _org_scope(view.poll.organization_id)
-        if view.network
-        else Membership.organization_id == view.poll.organization_id
-    )
     found = await session.exec(
-        select(Membership.id).where(Membership.member_id == member.id, scope).limit(1)
+        select(Membership.id)
+        .where(Membership.member_id == member.id, _membership_scope(view))
+        .limit(1)
     )
     return found.first() is not None
 
