@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
+import models
 from bot.config import TiersConfig
 from bot.db import transaction
 from bot.services import jobs, organizations, polls, privacy
@@ -496,3 +497,36 @@ def test_guided_settings_switch_in_turn_and_keep_weights_for_members():
     polls.toggle_setting(draft, "who")  # full members
     polls.toggle_setting(draft, "who")  # anyone again: weights go back to one each
     assert (draft.weighting, draft.eligibility) == (Weighting.EQUAL, Eligibility.ANYONE)
+
+
+async def test_two_instances_close_a_poll_once(runtime, clock):
+    """Two schedulers wake at the closing time together: one close, one notice per chat."""
+    from bot.scheduler import JobRunner
+    from handlers.polls import close_when_due, nudge_when_due
+    from models import Delivery, PollStatus, PostedCard
+
+    runtime.features.add_job(polls.CLOSE_JOB, close_when_due)
+    runtime.features.add_job(polls.NUDGE_JOB, nudge_when_due)
+    now = clock.now()
+    async with transaction(runtime.sessions) as session:
+        org, minji, seojun, *_ = await setup(session, now)
+        view = await new_poll(session, org, minji, "마감 | a | b | 마감: 18:00 | 알림: 1시간", now)
+        await vote(session, view, seojun, 1, now=now)
+        session.add(
+            PostedCard(
+                kind="poll", item_id=view.poll.id, chat_id=-500, message_id=7, posted_at=now
+            )
+        )
+    clock.set(view.poll.closes_at + dt.timedelta(seconds=1))
+    first, second = JobRunner(runtime), JobRunner(runtime)
+    await asyncio.gather(first.run_due(), second.run_due())
+    assert first.ran + second.ran == 2  # the nudge (which sends nothing: too late) and the close
+    async with transaction(runtime.sessions) as session:
+        poll = await session.get(models.Poll, view.poll.id)
+        notices = (await session.exec(select(Delivery.chat_id, Delivery.dedupe_key))).all()
+        closes = (
+            await session.exec(select(AuditLog).where(AuditLog.action == "poll.close"))
+        ).all()
+    assert poll.status == PollStatus.CLOSED and poll.closed_at == view.poll.closes_at
+    assert notices == [(-500, f"poll-{view.poll.id}-closed--500")]
+    assert len(closes) == 1
