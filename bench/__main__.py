@@ -17,7 +17,13 @@ from pathlib import Path
 from bench.harness import Figure, Settings
 
 # Each module has NAME and ``async def run(settings) -> list[Figure]``.
-BENCHMARKS = ["bench.registration", "bench.meetings", "bench.campaigns", "bench.footprint"]
+BENCHMARKS = [
+    "bench.registration",
+    "bench.polls",
+    "bench.meetings",
+    "bench.campaigns",
+    "bench.footprint",
+]
 # Run at every latency given with --latency-ms.
 THROUGHPUT = {"bench.registration", "bench.campaigns"}
 

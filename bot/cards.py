@@ -36,6 +36,9 @@ class CardRefresher:
         self.bot = bot
         self._dirty: set[tuple[str, int]] = set()
         self._next_edit: dict[tuple[int, int], float] = {}  # (chat, message) -> monotonic
+        # (kind, item) -> when its first card may be edited again: until then a change needs
+        # no look at the database (a burst of votes must not cost a transaction each).
+        self._held: dict[tuple[str, int], float] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self.edits = 0
@@ -82,6 +85,10 @@ class CardRefresher:
             if card_kind is None:
                 self._dirty.discard((kind, item_id))
                 continue
+            held = self._held.get((kind, item_id), 0.0)
+            if not force and held > now:
+                soonest = min(soonest, held - now)
+                continue
             async with transaction(runtime.sessions) as session:
                 posted = await cards.of_item(session, kind, item_id)
                 waiting = [
@@ -103,6 +110,11 @@ class CardRefresher:
                     rendered[card.id] = await card_kind.render(request)
             if not waiting:
                 self._dirty.discard((kind, item_id))
+                self._held.pop((kind, item_id), None)
+            else:
+                self._held[(kind, item_id)] = min(
+                    self._next_edit[(card.chat_id, card.message_id)] for card in waiting
+                )
             for card in waiting:
                 soonest = min(soonest, self._next_edit[(card.chat_id, card.message_id)] - now)
             for card in ready:

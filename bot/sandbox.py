@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 from bot.clock import OffsetClock
 from bot.config import Config
+from bot.emulator.errors import EmulatorError
 from bot.local import BOT_USERNAME, LocalOptions, LocalTelegram
 
 DURATION = re.compile(r"^(\d+)\s*([mhd])$")
@@ -48,6 +49,7 @@ class Sandbox:
         self.people: dict[str, dict[str, Any]] = {}
         self.current: dict[str, Any] | None = None
         self.groups: dict[str, dict[str, Any]] = {}
+        self.group_members: dict[int, set[int]] = {}  # chat id -> people who entered it
         self.chat: dict[str, Any] | None = None  # None: the private chat
         self.buttons: dict[int, list[dict[str, Any]]] = {}  # chat id -> last numbered buttons
 
@@ -97,7 +99,13 @@ class Sandbox:
         if record.get("document"):
             body = f"📎 {record['document']['file_name']}\n{body}".strip()
         elif record.get("photo"):
-            body = f"🖼 {self.text('sandbox/notes.txt', note='image')}\n{body}".strip()
+            # A terminal cannot show the image: keep it as a file to open.
+            folder = Path(tempfile.gettempdir()) / "moim-sandbox"
+            folder.mkdir(exist_ok=True)
+            image = folder / f"photo-{abs(record['chat_id'])}-{record['message_id']}.png"
+            image.write_bytes(record["photo"])
+            note = self.text("sandbox/notes.txt", note="image")
+            body = f"🖼 {note}\n   {image}\n{body}".strip()
         for line in body.splitlines() or [""]:
             self.say(f"│ {line}")
         rows = (record.get("reply_markup") or {}).get("inline_keyboard", [])
@@ -111,6 +119,11 @@ class Sandbox:
         self.say("└─")
         if numbered:
             self.buttons[record["chat_id"]] = numbered
+        elif any(
+            b["_message"]["message_id"] == record["message_id"]
+            for b in self.buttons.get(record["chat_id"], [])
+        ):
+            self.buttons.pop(record["chat_id"])  # that message has no buttons any more
 
     # --- input --------------------------------------------------------------------------------
 
@@ -159,6 +172,9 @@ class Sandbox:
         elif command == "/group" and rest:
             self.enter_group(rest)
             await self.local.settle()
+            latest = self.local.emulator.messages(self.chat["id"])
+            if latest:  # what is already there (e.g. a live card), with numbered buttons
+                self.show(latest[-1])
         elif command == "/private":
             self.chat = None
             self.note("private")
@@ -201,9 +217,10 @@ class Sandbox:
             self.groups[title] = group
             emulator.add_member(group["id"], person_id)
             emulator.add_bot_to_group(self.local.token, group["id"], by_user_id=person_id)
-        elif person_id not in group.get("_members", set()):
+        elif person_id not in self.group_members.get(group["id"], set()):
             emulator.add_member(group["id"], person_id)
-        group.setdefault("_members", set()).add(person_id)
+        # Not in ``group``: that dict is the emulator's cached Chat object, sent in updates.
+        self.group_members.setdefault(group["id"], set()).add(person_id)
         self.chat = group
         self.note("in_group", chat=title)
 
@@ -219,13 +236,17 @@ class Sandbox:
             await self.open_link(button["url"])
             return
         message = button["_message"]
-        self.local.emulator.press(
-            self.local.token,
-            self.current["id"],
-            message["chat_id"],
-            message["message_id"],
-            button["callback_data"],
-        )
+        try:
+            self.local.emulator.press(
+                self.local.token,
+                self.current["id"],
+                message["chat_id"],
+                message["message_id"],
+                button["callback_data"],
+            )
+        except EmulatorError:  # the button is gone, or this person cannot see it
+            self.note("no_button", number=number)
+            return
         await self.local.settle()
 
     async def open_link(self, url: str) -> None:

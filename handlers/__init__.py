@@ -1,9 +1,9 @@
 """Telegram handlers, one module per feature; each module's ``register(app)`` wires it in."""
 
-from handlers import campaigns, cards, errors, meetings, members, organizations
+from handlers import campaigns, cards, errors, meetings, members, organizations, polls
 
 # Order matters only for handlers in the same group: earlier features win.
-FEATURES = (members, organizations, cards, meetings, campaigns)
+FEATURES = (members, organizations, cards, polls, meetings, campaigns)
 
 
 def register_all(app) -> None:

@@ -21,6 +21,19 @@ from models.organizations import (
     Role,
     Tier,
 )
+from models.polls import (
+    BallotKind,
+    Eligibility,
+    Poll,
+    PollBallot,
+    PollKind,
+    PollOption,
+    PollStatus,
+    PollVote,
+    PollVoter,
+    QuorumKind,
+    Weighting,
+)
 from models.system import (
     AuditLog,
     ConversationState,
@@ -34,6 +47,7 @@ from models.system import (
 __all__ = [
     "Answer",
     "AuditLog",
+    "BallotKind",
     "BotAdmin",
     "Campaign",
     "CampaignStatus",
@@ -41,6 +55,7 @@ __all__ = [
     "ConversationState",
     "Delivery",
     "DeliveryStatus",
+    "Eligibility",
     "JobStatus",
     "LinkedChat",
     "Meeting",
@@ -52,8 +67,16 @@ __all__ = [
     "NetworkMember",
     "OrgKind",
     "Organization",
+    "Poll",
+    "PollBallot",
+    "PollKind",
+    "PollOption",
+    "PollStatus",
+    "PollVote",
+    "PollVoter",
     "PostedCard",
     "ProcessedUpdate",
+    "QuorumKind",
     "ReminderAudience",
     "Role",
     "ScheduledJob",
@@ -61,4 +84,5 @@ __all__ = [
     "SignupStatus",
     "SurveyResponse",
     "Tier",
+    "Weighting",
 ]
