@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from telegram import BotCommand, BotCommandScopeDefault
 from telegram.ext import ApplicationBuilder, ContextTypes
-from telegram.request import HTTPXRequest
 
 import handlers
 from bot.cards import CardRefresher
@@ -17,6 +16,7 @@ from bot.config import Config
 from bot.context import MoimApplication, MoimContext
 from bot.db import make_engine, make_sessionmaker, migrate
 from bot.delivery import OutboxSender
+from bot.http import AiohttpRequest
 from bot.processing import UpdateProcessor
 from bot.ratelimit import TelegramRateLimiter
 from bot.render import Renderer
@@ -76,7 +76,7 @@ def build_application(config: Config, options: BuildOptions | None = None) -> Mo
             )
         )
         .request(_request(config))
-        .get_updates_request(HTTPXRequest(connection_pool_size=1, read_timeout=60))
+        .get_updates_request(AiohttpRequest(connection_pool_size=1, read_timeout=60))
         .post_init(_post_init(options))
         .post_shutdown(_post_shutdown)
     )
@@ -91,11 +91,10 @@ def build_application(config: Config, options: BuildOptions | None = None) -> Mo
     return application
 
 
-def _request(config: Config) -> HTTPXRequest:
-    # Enough connections for the sender's concurrent sends plus replies, and no more: a large
-    # httpcore pool costs more CPU than it saves (see DESIGN.md, performance facts).
+def _request(config: Config) -> AiohttpRequest:
+    # Enough connections for the sender's concurrent sends plus replies.
     pool = 72 if config.delivery.paid_broadcast else 16
-    return HTTPXRequest(
+    return AiohttpRequest(
         connection_pool_size=pool,
         read_timeout=15,
         write_timeout=15,

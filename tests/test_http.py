@@ -1,0 +1,49 @@
+"""Bot API requests over aiohttp: results, uploads, and failures PTB can tell apart."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from telegram import Bot
+from telegram.error import NetworkError, TimedOut
+
+from bot.emulator.emulator import Emulator
+from bot.emulator.limits import Faults
+from bot.emulator.server import EmulatorServer
+from bot.http import AiohttpRequest
+
+TOKEN = "7000000009:HTTP-TEST"
+
+
+async def test_calls_uploads_and_timeouts_through_the_emulator():
+    emulator = Emulator(faults=Faults(timeout_rate=1.0, timeout_seconds=5, seed=1))
+    emulator.create_bot(TOKEN, "http_test_bot")
+    person = emulator.create_user("서준")["id"]
+    emulator.send_text(TOKEN, person, "/start")
+    async with EmulatorServer(emulator) as server:
+        request = AiohttpRequest(read_timeout=0.5, write_timeout=0.5)
+        async with Bot(TOKEN, base_url=server.base_url, request=request) as bot:
+            assert (await bot.get_me()).username == "http_test_bot"
+            with pytest.raises(TimedOut):  # the emulator holds the send longer than we wait
+                await bot.send_message(person, "안녕하세요")
+            emulator.faults.timeout_rate = 0.0
+            sent = await bot.send_document(
+                person, b"\xef\xbb\xbf\xec\x9d\xb4\xeb\xa6\x84", filename="명단.csv"
+            )
+            assert sent.document.file_name == "명단.csv"
+    stored = emulator.messages(person)[-1]["document"]
+    assert stored["data"] == b"\xef\xbb\xbf\xec\x9d\xb4\xeb\xa6\x84"
+    await emulator.close()
+
+
+async def test_a_refused_connection_is_a_network_error():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    request = AiohttpRequest(connect_timeout=1)
+    with pytest.raises(NetworkError) as caught:
+        async with Bot(TOKEN, base_url=f"http://127.0.0.1:{port}/bot", request=request) as bot:
+            await asyncio.wait_for(bot.send_message(1, "x"), 5)
+    assert not isinstance(caught.value, TimedOut)
