@@ -16,7 +16,8 @@ from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.context import MoimApplication, MoimContext
 from bot.db import make_engine, make_sessionmaker, migrate
-from bot.delivery import OutboxSender
+from bot.delivery import OutboxSender, sender_concurrency
+from bot.httpclient import ShardedRequest
 from bot.processing import UpdateProcessor
 from bot.ratelimit import TelegramRateLimiter
 from bot.render import Renderer
@@ -91,12 +92,11 @@ def build_application(config: Config, options: BuildOptions | None = None) -> Mo
     return application
 
 
-def _request(config: Config) -> HTTPXRequest:
-    # Enough connections for the sender's concurrent sends plus replies, and no more: a large
-    # httpcore pool costs more CPU than it saves (see DESIGN.md, performance facts).
-    pool = 72 if config.delivery.paid_broadcast else 16
-    return HTTPXRequest(
-        connection_pool_size=pool,
+def _request(config: Config) -> ShardedRequest:
+    # Room for the sender's sends in flight, as many parked ones waiting for a slow answer
+    # (see bot.delivery), and the replies; split into small pools (see bot.httpclient).
+    return ShardedRequest(
+        2 * sender_concurrency(config.delivery) + 8,
         read_timeout=15,
         write_timeout=15,
         connect_timeout=10,

@@ -169,27 +169,107 @@ class Outcome:
     chat_id: int | None = None  # a new chat id after a group migration
 
 
+def _outcome_statement(*, sent: bool, pending: bool, migrated: bool):
+    """One UPDATE for many outcomes of the same shape (executed with a list of parameters)."""
+    table = Delivery.__table__
+    values: dict[str, Any] = {
+        "status": sa.bindparam("o_status"),
+        "last_error": sa.bindparam("o_error"),
+    }
+    if sent:
+        values.update(sent_at=sa.bindparam("o_now"), telegram_message_id=sa.bindparam("o_mid"))
+    if pending:
+        values.update(next_attempt_at=sa.bindparam("o_retry"), claimed_by="")
+    if migrated:
+        values["chat_id"] = sa.bindparam("o_chat")
+    return (
+        sa.update(table)
+        .where(
+            table.c.id == sa.bindparam("o_id"),
+            table.c.claimed_by == sa.bindparam("o_worker"),
+            table.c.status == DeliveryStatus.SENDING.value,
+        )
+        .values(**values)
+    )
+
+
 async def record_outcomes(
     session: AsyncSession, outcomes: list[Outcome], *, worker: str, now: dt.datetime
 ) -> None:
-    """Write what happened to a batch; only rows still claimed by ``worker`` are touched."""
+    """Write what happened to claimed deliveries; only rows still claimed by ``worker`` change.
+
+    Outcomes of the same shape share one statement with many parameter sets, so writing the
+    outcomes of a hundred messages costs about as much as writing one.
+    """
+    groups: dict[tuple[bool, bool, bool], list[dict[str, Any]]] = {}
     for outcome in outcomes:
-        values: dict[str, Any] = {"status": outcome.status, "last_error": outcome.error[:300]}
-        if outcome.status == DeliveryStatus.SENT:
-            values.update(sent_at=now, telegram_message_id=outcome.telegram_message_id)
-        if outcome.status == DeliveryStatus.PENDING:
-            values.update(next_attempt_at=outcome.retry_at or now, claimed_by="")
-        if outcome.chat_id is not None:
-            values["chat_id"] = outcome.chat_id
-        await session.exec(
-            sa.update(Delivery)
-            .where(
-                Delivery.id == outcome.delivery_id,
-                Delivery.claimed_by == worker,
-                Delivery.status == DeliveryStatus.SENDING,
-            )
-            .values(**values)
+        sent = outcome.status == DeliveryStatus.SENT
+        pending = outcome.status == DeliveryStatus.PENDING
+        migrated = outcome.chat_id is not None
+        params: dict[str, Any] = {
+            "o_id": outcome.delivery_id,
+            "o_worker": worker,
+            "o_status": outcome.status.value,
+            "o_error": outcome.error[:300],
+        }
+        if sent:
+            params.update(o_now=now, o_mid=outcome.telegram_message_id)
+        if pending:
+            params["o_retry"] = outcome.retry_at or now
+        if migrated:
+            params["o_chat"] = outcome.chat_id
+        groups.setdefault((sent, pending, migrated), []).append(params)
+    for (sent, pending, migrated), rows in groups.items():
+        statement = _outcome_statement(sent=sent, pending=pending, migrated=migrated)
+        await session.exec(statement, params=rows)
+
+
+async def renew_claims(
+    session: AsyncSession, *, worker: str, now: dt.datetime, lease: dt.timedelta
+) -> int:
+    """Extend the lease of everything ``worker`` still holds (it is alive and working)."""
+    result = await session.exec(
+        sa.update(Delivery)
+        .where(Delivery.claimed_by == worker, Delivery.status == DeliveryStatus.SENDING)
+        .values(claimed_until=now + lease)
+    )
+    return result.rowcount or 0
+
+
+async def release(session: AsyncSession, delivery_ids: list[int], *, worker: str) -> int:
+    """Give back claimed deliveries that were not sent (shutting down): due again at once."""
+    if not delivery_ids:
+        return 0
+    result = await session.exec(
+        sa.update(Delivery)
+        .where(
+            Delivery.id.in_(delivery_ids),
+            Delivery.claimed_by == worker,
+            Delivery.status == DeliveryStatus.SENDING,
         )
+        .values(
+            status=DeliveryStatus.PENDING,
+            claimed_by="",
+            claimed_until=None,
+            attempts=sa.case((Delivery.attempts > 0, Delivery.attempts - 1), else_=0),
+        )
+    )
+    return result.rowcount or 0
+
+
+async def unfinished_batches(session: AsyncSession, batches: set[str]) -> set[str]:
+    """Which of these batches still have deliveries waiting or being sent."""
+    if not batches:
+        return set()
+    result = await session.exec(
+        select(Delivery.batch)
+        .where(
+            Delivery.batch.in_(sorted(batches)),
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+        )
+        .distinct()
+    )
+    return set(result.all())
 
 
 async def cancel_batch(session: AsyncSession, batch: str) -> int:
