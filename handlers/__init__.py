@@ -1,9 +1,9 @@
 """Telegram handlers, one module per feature; each module's ``register(app)`` wires it in."""
 
-from handlers import cards, errors, members, organizations
+from handlers import broadcasts, cards, errors, members, organizations
 
 # Order matters only for handlers in the same group: earlier features win.
-FEATURES = (members, organizations, cards)
+FEATURES = (members, organizations, cards, broadcasts)
 
 
 def register_all(app) -> None:

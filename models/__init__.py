@@ -1,5 +1,6 @@
 """All tables; importing this package registers every table on SQLModel.metadata."""
 
+from models.broadcasts import Broadcast, BroadcastStatus
 from models.cards import PostedCard
 from models.members import BotAdmin, Member
 from models.organizations import (
@@ -24,6 +25,8 @@ from models.system import (
 __all__ = [
     "AuditLog",
     "BotAdmin",
+    "Broadcast",
+    "BroadcastStatus",
     "ConversationState",
     "Delivery",
     "DeliveryStatus",
