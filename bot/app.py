@@ -17,7 +17,7 @@ from bot.config import Config
 from bot.context import MoimApplication, MoimContext
 from bot.db import make_engine, make_sessionmaker, migrate
 from bot.delivery import OutboxSender, sender_concurrency
-from bot.httpclient import ShardedRequest
+from bot.httpclient import BotApiRequest
 from bot.processing import UpdateProcessor
 from bot.ratelimit import TelegramRateLimiter
 from bot.render import Renderer
@@ -92,10 +92,10 @@ def build_application(config: Config, options: BuildOptions | None = None) -> Mo
     return application
 
 
-def _request(config: Config) -> ShardedRequest:
+def _request(config: Config) -> BotApiRequest:
     # Room for the sender's sends in flight, as many parked ones waiting for a slow answer
-    # (see bot.delivery), and the replies; split into small pools (see bot.httpclient).
-    return ShardedRequest(
+    # (see bot.delivery), and the replies.
+    return BotApiRequest(
         2 * sender_concurrency(config.delivery) + 8,
         read_timeout=15,
         write_timeout=15,

@@ -37,6 +37,7 @@ from telegram.ext import ExtBot
 from bot import telegram_io
 from bot.config import DeliveryConfig
 from bot.db import transaction
+from bot.httpclient import NoAnswer, NotSent
 from bot.render import Rendered
 from bot.scheduler import JobContext
 from bot.services import members, organizations, outbox
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 # Seconds a worker waits for Telegram's answer before parking the send and going on.
 PATIENCE = 5.0
 # Outcomes are written at least this often, and at once when this many are waiting.
-FLUSH_SECONDS = 0.2
+FLUSH_SECONDS = 0.1
 FLUSH_SIZE = 100
 UNCERTAIN = "no answer (it may have arrived)"
 
@@ -69,11 +70,15 @@ def sender_concurrency(config: DeliveryConfig) -> int:
 def may_have_arrived(error: TelegramError) -> bool:
     """True when the request reached Telegram and no answer came back (so nobody knows)."""
     cause = error.__cause__
+    if isinstance(cause, NotSent | httpx.ConnectTimeout | httpx.ConnectError | httpx.PoolTimeout):
+        return False
+    if isinstance(cause, NoAnswer | httpx.ReadTimeout | httpx.ReadError):
+        return True
+    if isinstance(cause, httpx.RemoteProtocolError):
+        return True
     if isinstance(error, TimedOut):
-        # A connection or a pool slot that never came means the request was never sent.
-        return not isinstance(cause, httpx.ConnectTimeout | httpx.PoolTimeout)
-    if isinstance(cause, httpx.ReadError | httpx.RemoteProtocolError):
-        return True  # the connection broke after the request went out
+        return True
+    # An answer came, with an error status: only a gateway timeout leaves it open.
     return "Gateway Timeout" in str(error)
 
 
