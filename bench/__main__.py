@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.harness import Figure, Settings
 
 # Each module has NAME and ``async def run(settings) -> list[Figure]``.
-BENCHMARKS = ["bench.registration"]
+BENCHMARKS = ["bench.registration", "bench.broadcasts"]
 THROUGHPUT = {"bench.registration"}  # run at every latency given with --latency-ms
 
 

@@ -23,4 +23,6 @@ def test_quick_benchmark_run_prints_a_table_and_writes_json(tmp_path):
     assert "| benchmark | measure | figure | target | met |" in result.stdout
     figures = json.loads(output.read_text())["figures"]
     assert {f["benchmark"] for f in figures} >= {"start burst"}
-    assert all(f["value"] > 0 for f in figures)
+    # Counts of what must not happen (copies missing, 429s) are rightly 0; rates are not.
+    assert all(f["value"] >= 0 for f in figures)
+    assert all(f["value"] > 0 for f in figures if "/s" in f["unit"])
