@@ -91,6 +91,7 @@ class OutboxSender:
         config = runtime.config.delivery
         self.concurrency = concurrency or sender_concurrency(config)
         self.claim_size = max(config.batch_size, 2 * self.concurrency)
+        self.patience = PATIENCE
         self._wake = asyncio.Event()
         self._stopping = False
         self._rounds: set[_Round] = set()
@@ -352,7 +353,7 @@ class _Round:
         task = asyncio.ensure_future(self.sender.send(delivery))
         self.active += 1
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(task), PATIENCE)
+            outcome = await asyncio.wait_for(asyncio.shield(task), self.sender.patience)
         except TimeoutError:
             if len(self.parked) < self.parked_limit:
                 # Telegram is slow with this one: let its answer come while we go on.

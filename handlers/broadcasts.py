@@ -280,14 +280,16 @@ async def _audience(update, context: MoimContext, state, org, choice: dict[str, 
         context.session, state, step="preview", now=context.now, audience=clean
     )
     context.answer(update)
-    await _preview(update, context, state)
+    await _preview(update, context, state, with_copy=True)
 
 
 # --- preview, time, sending -------------------------------------------------------------------
 
 
-async def _preview(update: Update, context: MoimContext, state) -> None:
-    """Send the author their own copy, then what happens next with the buttons."""
+async def _preview(
+    update: Update, context: MoimContext, state, *, with_copy: bool = False
+) -> None:
+    """What happens next, with the buttons; first the author's own copy (``with_copy``)."""
     runtime, session, draft = context.runtime, context.session, state.data
     org = await _org(context, state)
     _, member_ids = await broadcasts.resolve_audience(
@@ -304,11 +306,12 @@ async def _preview(update: Update, context: MoimContext, state) -> None:
         quiet_end=runtime.config.delivery.quiet_hours_end,
         timezone=org.timezone,
     )
-    body = broadcasts.check_body(draft["body"])
-    text = broadcasts.compose(
-        _header(runtime, org), body.render(name=context.member.display_name, org=org.name)
-    )
-    _send_copy(update, context, text, draft)
+    if with_copy:
+        body = broadcasts.check_body(draft["body"])
+        text = broadcasts.compose(
+            _header(runtime, org), body.render(name=context.member.display_name, org=org.name)
+        )
+        _send_copy(update, context, text, draft)
     context.reply(
         update,
         context.render(
