@@ -346,6 +346,20 @@ async def cancel_for_member(session: AsyncSession, member_id: int) -> int:
     return result.rowcount or 0
 
 
+async def erase_for_member(session: AsyncSession, member_id: int) -> int:
+    """Blank what the outbox keeps of a member who erased their data: the texts sent to them
+    (they carry their name) and their chat id. The rows stay, so counts stay right."""
+    result = await session.exec(
+        sa.update(Delivery)
+        .where(
+            Delivery.member_id == member_id,
+            Delivery.status.not_in([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+        )
+        .values(payload={}, chat_id=0, member_id=None)
+    )
+    return result.rowcount or 0
+
+
 async def batch_counts(session: AsyncSession, batch: str) -> Counter:
     """How many deliveries of a batch are in each status."""
     result = await session.exec(
