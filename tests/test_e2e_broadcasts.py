@@ -210,7 +210,7 @@ async def test_bad_input_gets_a_clear_answer_and_nothing_is_sent(local):
     assert "권한이 없습니다" in refused
     await minji.say("/broadcast")
     for text, expected in (
-        ("안녕하세요 {{ nmae }}님", "{{ nmae }} 는 모르는 변수입니다"),
+        ("안녕하세요 {{ nmae }}님", "모르는 변수입니다: {{ nmae }}"),
         ("{% for x in range(9) %}스팸{% endfor %}", "쓸 수 없는 템플릿 코드"),
         ("{{ name }", "중괄호를 읽을 수 없습니다"),
         ("가" * 4100, "공지는 최대 4,096자"),
@@ -259,7 +259,7 @@ async def test_scheduled_announcement_goes_out_once_across_a_restart_and_two_ins
     preview = minji.last()
     assert "12월 1일 (화) 18:00에 보내기 시작합니다" in preview["text"]
     await minji.tap("12월 1일 (화) 18:00에 보내기")
-    assert "18:00에 보내도록 예약했습니다" in minji.last()["text"]
+    assert "18:00에 보냅니다" in minji.last()["text"]
     assert "예약" in (await minji.say("/broadcasts"))[-1]["text"]
     assert await local.run_due_jobs() == 0
     assert await _deliveries(local) == 0
@@ -291,7 +291,7 @@ async def test_quiet_hours_wait_for_the_morning_unless_urgent(local, clock):
     await _compose(minji, "내일 일정 안내")
     await minji.tap("모두 · 2")
     preview = minji.last()["text"]
-    assert "22:00–08:00는 방해 금지 시간" in preview and "12월 2일 (수) 08:00" in preview
+    assert "방해 금지 시간(22:00–08:00)에 걸리므로" in preview and "12월 2일 (수) 08:00" in preview
     await minji.tap("12월 2일 (수) 08:00에 보내기")
     assert await _deliveries(local) == 0
     await _compose(minji, "단수 긴급 안내")
