@@ -41,8 +41,8 @@ from bot.httpclient import NoAnswer, NotSent
 from bot.render import Rendered
 from bot.scheduler import JobContext
 from bot.services import members, organizations, outbox
-from bot.services.outbox import Outcome
-from models import Delivery, DeliveryStatus
+from bot.services.outbox import Claimed, Outcome
+from models import DeliveryStatus
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -142,7 +142,7 @@ class OutboxSender:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._wake.clear()
 
-    async def send(self, delivery: Delivery) -> Outcome:
+    async def send(self, delivery: Claimed) -> Outcome:
         """Make the Bot API call of one delivery and say what happened (never raises)."""
         try:
             return await self._send(delivery)
@@ -150,7 +150,7 @@ class OutboxSender:
             log.exception("sending delivery %s failed unexpectedly", delivery.id)
             return self._retry(delivery, f"{type(error).__name__}: {error}")
 
-    async def _send(self, delivery: Delivery) -> Outcome:
+    async def _send(self, delivery: Claimed) -> Outcome:
         config = self.runtime.config.delivery
         payload = delivery.payload
         method = payload.get("method", outbox.SEND_MESSAGE)
@@ -213,7 +213,7 @@ class OutboxSender:
             return self._retry(delivery, f"{type(error).__name__}: {error}")
         return Outcome(delivery.id, DeliveryStatus.SENT, telegram_message_id=message_id)
 
-    def _retry(self, delivery: Delivery, error: str, at_least: float = 0.0) -> Outcome:
+    def _retry(self, delivery: Claimed, error: str, at_least: float = 0.0) -> Outcome:
         if delivery.attempts >= self.runtime.config.delivery.max_attempts:
             return Outcome(delivery.id, DeliveryStatus.FAILED, error=error)
         delay = max(retry_delay(delivery.attempts), dt.timedelta(seconds=at_least))
@@ -239,9 +239,9 @@ class _Round:
         self.until_idle = until_idle
         self.idle_seconds = idle_seconds
         self.claims_left = max_claims
-        self.queue: deque[Delivery] = deque()
+        self.queue: deque[Claimed] = deque()
         self.low_water = max(1, sender.claim_size // 2)
-        self.outcomes: list[tuple[Delivery, Outcome]] = []
+        self.outcomes: list[tuple[Claimed, Outcome]] = []
         self.parked: set[asyncio.Task] = set()
         self.parked_limit = sender.concurrency
         self.exhausted = False
@@ -349,7 +349,7 @@ class _Round:
             self.items.clear()
             await self.items.wait()
 
-    async def _send(self, delivery: Delivery) -> None:
+    async def _send(self, delivery: Claimed) -> None:
         task = asyncio.ensure_future(self.sender.send(delivery))
         self.active += 1
         try:
@@ -365,13 +365,13 @@ class _Round:
             self.active -= 1
         self._finished(delivery, outcome)
 
-    def _answered(self, delivery: Delivery, task: asyncio.Task) -> None:
+    def _answered(self, delivery: Claimed, task: asyncio.Task) -> None:
         self.parked.discard(task)
         if task.cancelled():
             return  # left claimed: the lease runs out and it is tried again
         self._finished(delivery, task.result())
 
-    def _finished(self, delivery: Delivery, outcome: Outcome) -> None:
+    def _finished(self, delivery: Claimed, outcome: Outcome) -> None:
         self.outcomes.append((delivery, outcome))
         # Write in groups while busy; at once when this was the last send in hand.
         if len(self.outcomes) >= FLUSH_SIZE or (not self.queue and not self.active):
@@ -438,7 +438,7 @@ class _Round:
         if finished:
             runtime.wake_sender()
 
-    def _note_batches(self, written: list[tuple[Delivery, Outcome]]) -> bool:
+    def _note_batches(self, written: list[tuple[Claimed, Outcome]]) -> bool:
         """Remember batches (with a batch_done hook) that may have just got their last outcome."""
         hooks = self.runtime.features.batch_done
         fresh = False
