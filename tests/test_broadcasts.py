@@ -400,3 +400,37 @@ async def test_authors_data_is_exported_and_unsigned_on_forget(session, clock):
     await broadcasts.forget_author(session, people["민지"])
     remaining = (await session.exec(select(Broadcast.author_member_id))).all()
     assert remaining == [None]
+
+
+async def test_a_scheduled_announcement_to_a_closed_item_still_reaches_its_people(session, clock):
+    now = clock.now()
+    org, people = await _people(session, now)
+    audience = cleanup_audience([people["서준"].id, people["하은"].id], [])
+    choice = {"kind": "feature", "key": "cleanup", "item": 7, "variant": "came"}
+    later = now + dt.timedelta(hours=2)
+    broadcast, count = await _create(
+        session,
+        org,
+        people["민지"],
+        now,
+        audience=choice,
+        registry={"cleanup": audience},
+        requested_at=later,
+    )
+    assert count.recipients == 2 and broadcast.audience["title"] == "하천 정화의 날"
+
+    async def closed(session, org):
+        return []  # the clean-up day is over: nothing to choose any more
+
+    closed_audience = Audience(**{**audience.__dict__, "items": closed})
+    started = await broadcasts.start_broadcast(
+        session,
+        broadcast.id,
+        header=lambda org: HEADER,
+        registry={"cleanup": closed_audience},
+        paid=False,
+        now=later,
+    )
+    assert started.audience_size == 2
+    rows = (await session.exec(select(Delivery.chat_id).order_by(Delivery.chat_id))).all()
+    assert rows == [SEOJUN, HAEUN]

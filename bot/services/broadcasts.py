@@ -232,9 +232,12 @@ async def resolve_audience(
     org: Organization,
     choice: Mapping[str, Any],
     registry: Mapping[str, Audience],
+    *,
+    check_item: bool = True,
 ) -> tuple[dict[str, Any], sa.Select]:
     """Check an audience choice (it comes from a button) and return it with the SELECT of its
-    member ids; StaleButton if it does not fit this organisation."""
+    member ids; StaleButton if it does not fit this organisation. ``check_item=False`` trusts
+    an item checked when the announcement was confirmed (it may be closed by now)."""
     kind = choice.get("kind")
     if kind in ("org", "network"):
         segment = choice.get("segment")
@@ -258,17 +261,19 @@ async def resolve_audience(
         item_id = choice.get("item")
         if audience is None or variant not in audience.variants or not isinstance(item_id, int):
             raise StaleButton()
-        item = next(
-            (i for i in await feature_items(session, org, audience) if i.id == item_id), None
-        )
-        if item is None:
-            raise StaleButton()
+        title = str(choice.get("title", ""))
+        if check_item:
+            items = await feature_items(session, org, audience)
+            item = next((i for i in items if i.id == item_id), None)
+            if item is None:
+                raise StaleButton()
+            title = str(getattr(item, "title", ""))[:120]
         clean = {
             "kind": "feature",
             "key": audience.key,
             "item": item_id,
             "variant": variant,
-            "title": str(getattr(item, "title", ""))[:120],
+            "title": title,
         }
         return clean, audience.member_ids(item_id, variant)
     raise StaleButton()
@@ -487,17 +492,30 @@ async def start_broadcast(
     broadcast = await session.get(Broadcast, broadcast_id, populate_existing=True)
     org = await session.get(Organization, broadcast.organization_id)
     try:
-        _audience, member_ids = await resolve_audience(session, org, broadcast.audience, registry)
-    except StaleButton:
-        # The campaign or poll it was for is gone: nobody to send to.
-        member_ids = select(Member.id).where(sa.false())
-    count = await count_audience(session, member_ids)
-    body = check_body(broadcast.body)
-    recipients = await session.exec(
-        select(Member.id, Member.telegram_user_id, Member.display_name).where(
-            *_members_of(member_ids), ~Member.muted, Member.unreachable_since.is_(None)
+        _audience, member_ids = await resolve_audience(
+            session, org, broadcast.audience, registry, check_item=False
         )
+    except StaleButton:
+        # The feature that named these people is gone: nobody to send to.
+        member_ids = select(Member.id).where(sa.false())
+    body = check_body(broadcast.body)
+    audience = await session.exec(
+        select(
+            Member.id,
+            Member.telegram_user_id,
+            Member.display_name,
+            Member.muted,
+            Member.unreachable_since,
+        ).where(*_members_of(member_ids))
     )
+    recipients, muted, unreachable = [], 0, 0
+    for member_id, telegram_user_id, name, is_muted, unreachable_since in audience.all():
+        if is_muted:
+            muted += 1  # as count_audience counts them
+        elif unreachable_since is not None:
+            unreachable += 1
+        else:
+            recipients.append((member_id, telegram_user_id, name))
     batch = batch_of(broadcast.id)
     top = header(org)
     rows = [
@@ -513,12 +531,12 @@ async def start_broadcast(
                 paid=paid,
             ),
         }
-        for member_id, telegram_user_id, name in recipients.all()
+        for member_id, telegram_user_id, name in recipients
     ]
     await outbox.enqueue_many(session, rows, now=now, batch=batch, priority=PRIORITY)
-    broadcast.audience_size = len(rows) + count.muted + count.unreachable
-    broadcast.skipped_muted = count.muted
-    broadcast.skipped_unreachable = count.unreachable
+    broadcast.audience_size = len(rows) + muted + unreachable
+    broadcast.skipped_muted = muted
+    broadcast.skipped_unreachable = unreachable
     session.add(broadcast)
     await session.flush()
     if not rows:
