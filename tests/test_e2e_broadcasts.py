@@ -167,14 +167,14 @@ async def test_tier_and_feature_audiences_reach_exactly_their_people(local):
     assert [len(_received(people[n], "정회원 총회 안내")) for n in people] == [0, 1, 1, 0]
 
     await _compose(minji, "{{ 이름 }}님, 총회에서 뵙겠습니다")
-    await minji.tap("회의 참석 응답자")
+    await minji.tap("회의 …")
     await minji.tap("12월 정기총회")
     variants = minji.last()
     assert buttons(variants) == ["참석 · 2", "불참 · 0", "◀ 뒤로"]
     answer = await minji.tap("불참 · 0")
     assert "받을 사람이 없습니다" in answer["text"]
     await minji.tap("참석 · 2", message=variants)
-    assert "받는 대상: 회의 참석 응답자: ‘12월 정기총회’ — 참석" in minji.last()["text"]
+    assert "받는 대상: 회의: ‘12월 정기총회’ — 참석" in minji.last()["text"]
     await minji.tap("지금 보내기")
     assert [len(_received(people[n], "총회에서 뵙겠습니다")) for n in people] == [1, 1, 0, 0]
     assert _received(people["하은"], "총회에서")[0]["text"].endswith("하은님, 총회에서 뵙겠습니다")
@@ -222,7 +222,7 @@ async def test_bad_input_gets_a_clear_answer_and_nothing_is_sent(local):
     # Still waiting for the message: a good one goes on.
     local.runtime.features.audiences["meeting"] = rsvp_audience({"yes": [], "no": []})
     await minji.say("괜찮은 공지")
-    await minji.tap("회의 참석 응답자")
+    await minji.tap("회의 …")
     await minji.tap("12월 정기총회")
     answer = await minji.tap("참석 · 0")
     assert "받을 사람이 없습니다" in answer["text"]
