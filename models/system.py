@@ -71,8 +71,7 @@ class Delivery(SQLModel, table=True):
     """One message to one chat in the outbox: written before sending, updated after."""
 
     __table_args__ = (
-        # The order deliveries are claimed in: a claim reads the first rows, never sorts.
-        # Claiming reads rows off this index in order (see outbox.claim_batch), never sorts.
+        # Claiming reads due rows off this index in order (see outbox.claim_batch), never sorts.
         sa.Index("ix_delivery_claim", "status", "priority", "id"),
         # A batch's counts per status, and "is anything of it still open?", from the index alone.
         sa.Index("ix_delivery_batch_status", "batch", "status"),
