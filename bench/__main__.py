@@ -22,6 +22,7 @@ BENCHMARKS = [
     "bench.polls",
     "bench.meetings",
     "bench.campaigns",
+    "bench.broadcasts",
     "bench.footprint",
 ]
 # Run at every latency given with --latency-ms.

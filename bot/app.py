@@ -15,7 +15,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.context import MoimApplication, MoimContext
 from bot.db import make_engine, make_sessionmaker, migrate
-from bot.delivery import OutboxSender
+from bot.delivery import OutboxSender, sender_concurrency
 from bot.http import AiohttpRequest
 from bot.processing import UpdateProcessor
 from bot.ratelimit import TelegramRateLimiter
@@ -92,10 +92,10 @@ def build_application(config: Config, options: BuildOptions | None = None) -> Mo
 
 
 def _request(config: Config) -> AiohttpRequest:
-    # Enough connections for the sender's concurrent sends plus replies.
-    pool = 72 if config.delivery.paid_broadcast else 16
+    # Room for the sender's sends in flight, as many parked ones waiting for a slow answer
+    # (see bot.delivery), and the replies.
     return AiohttpRequest(
-        connection_pool_size=pool,
+        connection_pool_size=2 * sender_concurrency(config.delivery) + 8,
         read_timeout=15,
         write_timeout=15,
         connect_timeout=10,

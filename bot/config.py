@@ -154,10 +154,24 @@ class DeliveryConfig:
         1.0, "a live card in a private chat is edited at most this often", _positive
     )
     batch_size: int = option(30, "messages one sender claims at a time", _positive)
+    concurrency: int = option(
+        0, "sends in flight at once; 0 = 8, or 64 with paid broadcast", _non_negative
+    )
     claim_seconds: int = option(
-        120,
-        "seconds a claimed batch stays reserved before another instance may retry it",
+        30,
+        "seconds claimed messages stay reserved; a live sender renews its claims, a crashed "
+        "one's are sent again after this",
         _positive,
+    )
+    answer_timeout: float = option(
+        60.0,
+        "seconds to wait for Telegram's answer to a send (other sends go on meanwhile)",
+        _positive,
+    )
+    resend_uncertain: bool = option(
+        True,
+        "resend a message whose send got no answer (it may have arrived): nobody misses "
+        "it, a few may get it twice; false: never twice, a few may miss it",
     )
     quiet_hours_start: str = option("22:00", "announcements wait from this time ...", _clock_time)
     quiet_hours_end: str = option(

@@ -15,6 +15,14 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 
+class NotSent(Exception):
+    """The request never reached the server (no connection, no free slot): safe to repeat."""
+
+
+class NoAnswer(Exception):
+    """The request went out but no (complete) answer came back: it may have taken effect."""
+
+
 class AiohttpRequest(BaseRequest):
     """PTB's BaseRequest over one aiohttp session with a bounded keep-alive pool."""
 
@@ -68,7 +76,7 @@ class AiohttpRequest(BaseRequest):
     ) -> tuple[int, bytes]:
         """Make one HTTP request; PTB turns the status and body into results or errors."""
         if self._session is None or self._session.closed:
-            raise RuntimeError("AiohttpRequest is not initialized")
+            await self.initialize()
         files = request_data.multipart_data if request_data else None
         fields = request_data.json_parameters if request_data else None
         if isinstance(read_timeout, DefaultValue):
@@ -90,15 +98,23 @@ class AiohttpRequest(BaseRequest):
             sock_read=read_timeout,
         )
         body = _form(fields, files) if files else fields
+        # Failures say whether the request left (see NotSent and NoAnswer): the outbox resends
+        # what never left and treats a missing answer as "may have arrived".
         try:
             async with self._session.request(method, url, data=body, timeout=timeout) as answer:
                 return answer.status, await answer.read()
+        except aiohttp.ConnectionTimeoutError as error:
+            raise TimedOut("Timed out connecting to the Bot API; not sent") from NotSent(error)
+        except aiohttp.ClientConnectorError as error:
+            raise NetworkError(f"Cannot connect to the Bot API: {error}") from NotSent(error)
         except TimeoutError as error:
-            raise TimedOut from error
+            raise TimedOut("Timed out waiting for the Bot API's answer") from NoAnswer(error)
         except asyncio.CancelledError:
             raise
         except aiohttp.ClientError as error:
-            raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
+            raise NetworkError(
+                f"The Bot API's answer did not arrive: {type(error).__name__}: {error}"
+            ) from NoAnswer(error)
 
 
 def _form(fields: dict | None, files: dict) -> aiohttp.FormData:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from models import ScheduledJob
 
 JobHandler = Callable[["JobContext", "ScheduledJob"], Awaitable[None]]
+# Called once every delivery of an outbox batch has its outcome (e.g. "broadcast:7"), in a
+# transaction of its own; it may run on several instances at once, so it must be idempotent.
+BatchHandler = Callable[["JobContext", str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,15 @@ class Features:
     jobs: dict[str, JobHandler] = field(default_factory=dict)
     # flow name → async fn(update, context, state) for a person's free text inside a flow
     flows: dict[str, Callable[..., Awaitable[None]]] = field(default_factory=dict)
+    # flow name → async fn(update, context, state) for a photo or file sent inside a flow
+    media_flows: dict[str, Callable[..., Awaitable[None]]] = field(default_factory=dict)
     privacy: list[PrivacyHook] = field(default_factory=list)
     # templates of "command - description" lines for Telegram's command menu
     command_menus: list[str] = field(default_factory=list)
     cards: dict[str, CardKind] = field(default_factory=dict)
     audiences: dict[str, Audience] = field(default_factory=dict)
+    # outbox batch prefix ("broadcast" for "broadcast:7") → what to do when a batch is done
+    batch_done: dict[str, BatchHandler] = field(default_factory=dict)
 
     def add_job(self, kind: str, handler: JobHandler) -> None:
         """Register what runs when a job of ``kind`` is due."""

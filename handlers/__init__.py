@@ -1,9 +1,18 @@
 """Telegram handlers, one module per feature; each module's ``register(app)`` wires it in."""
 
-from handlers import campaigns, cards, errors, meetings, members, organizations, polls
+from handlers import (
+    broadcasts,
+    campaigns,
+    cards,
+    errors,
+    meetings,
+    members,
+    organizations,
+    polls,
+)
 
 # Order matters only for handlers in the same group: earlier features win.
-FEATURES = (members, organizations, cards, polls, meetings, campaigns)
+FEATURES = (members, organizations, cards, polls, meetings, campaigns, broadcasts)
 
 
 def register_all(app) -> None:

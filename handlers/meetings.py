@@ -72,14 +72,10 @@ def register(app: MoimApplication) -> None:
             filters.ChatType.PRIVATE & filters.TEXT & filters.Regex(CODE_TEXT), typed_code
         )
     )
-    # In a group of its own: a document only means something here while the minutes flow
-    # waits for one, and other features may want documents too.
-    app.add_handler(
-        MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, document_sent), group=1
-    )
     features.flows[FLOW] = new_meeting_text
     features.flows[MOVE_FLOW] = move_text
     features.flows[MINUTES_FLOW] = minutes_text
+    features.media_flows[MINUTES_FLOW] = document_sent
     features.deep_links["meet"] = open_meeting_link
     features.deep_links["checkin"] = checkin_link
     features.me_sections.append(me_section)
@@ -793,17 +789,12 @@ async def minutes_text(update: Update, context: MoimContext, state) -> None:
 
 
 @moim_handler(private=True)
-async def document_sent(update: Update, context: MoimContext) -> None:
-    """A document in the private chat: the minutes, if the minutes flow waits for them."""
-    state = await conversations.current(
-        context.session,
-        chat_id=update.effective_chat.id,
-        user_id=update.effective_user.id,
-        now=context.now,
-    )
-    if state is None or state.flow != MINUTES_FLOW or context.member is None:
-        return
+async def document_sent(update: Update, context: MoimContext, state) -> None:
+    """A file sent while the minutes flow waits: the minutes (a photo is not taken)."""
     document = update.effective_message.document
+    if document is None or context.member is None:
+        context.reply(update, context.render("common/no_media.html", in_flow=True))
+        return
     await _minutes_draft(
         update,
         context,

@@ -57,6 +57,11 @@ def register_fallbacks(app: MoimApplication) -> None:
     app.add_handler(
         MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, continue_flow)
     )
+    app.add_handler(
+        MessageHandler(
+            filters.ChatType.PRIVATE & (filters.PHOTO | filters.Document.ALL), continue_media_flow
+        )
+    )
     app.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, unknown_command))
 
 
@@ -354,6 +359,22 @@ async def continue_flow(update: Update, context: MoimContext) -> None:
     step = context.runtime.features.flows.get(state.flow) if state else None
     if step is None:
         context.reply(update, context.render("common/no_flow.html", member=context.member))
+        return
+    await step(update, context, state)
+
+
+@moim_handler(private=True)
+async def continue_media_flow(update: Update, context: MoimContext) -> None:
+    """A photo or file: for the person's open flow if it takes one (minutes, announcements)."""
+    state = await conversations.current(
+        context.session,
+        chat_id=update.effective_chat.id,
+        user_id=update.effective_user.id,
+        now=context.now,
+    )
+    step = context.runtime.features.media_flows.get(state.flow) if state else None
+    if step is None:
+        context.reply(update, context.render("common/no_media.html", in_flow=state is not None))
         return
     await step(update, context, state)
 

@@ -1,5 +1,6 @@
 """All tables; importing this package registers every table on SQLModel.metadata."""
 
+from models.broadcasts import Broadcast, BroadcastStatus
 from models.campaigns import Campaign, CampaignStatus, Signup, SignupStatus, SurveyResponse
 from models.cards import PostedCard
 from models.meetings import (
@@ -49,6 +50,8 @@ __all__ = [
     "AuditLog",
     "BallotKind",
     "BotAdmin",
+    "Broadcast",
+    "BroadcastStatus",
     "Campaign",
     "CampaignStatus",
     "CheckinMethod",

@@ -70,13 +70,20 @@ class DeliveryStatus(StrEnum):
 class Delivery(SQLModel, table=True):
     """One message to one chat in the outbox: written before sending, updated after."""
 
-    __table_args__ = (sa.Index("ix_delivery_queue", "status", "next_attempt_at"),)
+    __table_args__ = (
+        # Claiming reads due rows off this index in order (see outbox.claim_batch), never sorts.
+        sa.Index("ix_delivery_claim", "status", "priority", "id"),
+        # A batch's counts per status, and "is anything of it still open?", from the index alone.
+        sa.Index("ix_delivery_batch_status", "batch", "status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     # What it belongs to, e.g. "broadcast:7", "reminder:meeting-3", for reports and cancelling.
-    batch: str = Field(default="", max_length=64, index=True)
+    batch: str = Field(default="", max_length=64)
     chat_id: int = big_id()
-    member_id: int | None = Field(default=None, foreign_key="member.id", ondelete="SET NULL")
+    member_id: int | None = Field(
+        default=None, foreign_key="member.id", ondelete="SET NULL", index=True
+    )
     # A sendMessage/editMessageText/sendDocument call, already rendered.
     payload: dict[str, Any] = json_field()
     dedupe_key: str | None = Field(default=None, max_length=120, unique=True)

@@ -25,13 +25,39 @@ class Person:
         self.id: int = user["id"]
         self.name = first_name
 
-    async def say(self, text: str, chat_id: int | None = None) -> list[dict[str, Any]]:
-        """Send a message and return the bot's messages in that chat that it caused."""
+    async def say(
+        self,
+        text: str,
+        chat_id: int | None = None,
+        *,
+        entities: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Send a message (``entities``: its bold, italic, links...) and return the bot's
+        messages in that chat that it caused."""
         chat = chat_id if chat_id is not None else self.id
         since = self.emulator.seq
-        self.emulator.send_text(self.local.token, self.id, text, chat_id)
+        self.emulator.send_text(self.local.token, self.id, text, chat_id, entities=entities)
         await self.local.settle()
         return self.since(since, chat)
+
+    async def send_photo(
+        self, data: bytes, caption: str | None = None, chat_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Send a picture (with a caption) and return the bot's messages it caused."""
+        chat = chat_id if chat_id is not None else self.id
+        since = self.emulator.seq
+        self.emulator.send_photo(self.local.token, self.id, data, chat_id, caption=caption)
+        await self.local.settle()
+        return self.since(since, chat)
+
+    async def send_file(
+        self, filename: str, data: bytes, caption: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Send a file (with a caption) in the private chat; the bot's messages it caused."""
+        since = self.emulator.seq
+        self.emulator.send_document(self.local.token, self.id, filename, data, caption=caption)
+        await self.local.settle()
+        return self.since(since, self.id)
 
     def since(self, seq: int, chat_id: int | None = None) -> list[dict[str, Any]]:
         """Bot messages in a chat that are new or changed after ``seq``."""

@@ -120,3 +120,13 @@ async def test_a_link_to_something_gone_still_registers_the_newcomer(local):
     messages = await register(person, "org_nosuch")
     assert "찾을 수 없습니다" in messages[-1]["text"]
     assert "내 정보" in (await person.say("/me"))[-1]["text"]  # registered, not rolled back
+
+
+async def test_a_file_or_picture_nobody_asked_for_gets_a_friendly_answer(local):
+    person = Person(local, "지호")
+    await register(person)
+    reply = (await person.send_file("사진.pdf", b"%PDF"))[-1]
+    assert "공지를 쓰거나 회의록을 보낼 때만" in reply["text"]
+    await person.say("/name")  # no flow open either way
+    reply = (await person.send_photo(b"\xff\xd8 picture"))[-1]
+    assert "공지를 쓰거나 회의록을 보낼 때만" in reply["text"]

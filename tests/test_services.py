@@ -196,6 +196,8 @@ async def test_forget_erases_personal_data_and_keeps_a_tombstone(runtime, clock)
         assert left.all() == []
         queued = (await session.exec(select(Delivery))).one()
         assert queued.status == DeliveryStatus.CANCELLED
+        # What was (to be) sent to them carried their name and chat id: blanked.
+        assert (queued.payload, queued.chat_id, queued.member_id) == ({}, 0, None)
     assert calls == [seojun_id]
 
 

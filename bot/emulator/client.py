@@ -135,6 +135,7 @@ class EmulatorClient:
         chat_id: int | None = None,
         *,
         reply_to: int | None = None,
+        entities: list[dict[str, Any]] | None = None,
     ) -> tuple[int | None, dict[str, Any]]:
         """See Emulator.send_text."""
         update_id, message = await self._call(
@@ -144,6 +145,32 @@ class EmulatorClient:
             text=text,
             chat_id=chat_id,
             reply_to=reply_to,
+            entities=entities,
+        )
+        return update_id, message
+
+    async def open_chats(self, token: str, user_ids: list[int]) -> int:
+        """See Emulator.open_chats."""
+        return await self._call("open_chats", token=token, user_ids=user_ids)
+
+    async def send_photo(
+        self,
+        token: str,
+        user_id: int,
+        data: bytes,
+        chat_id: int | None = None,
+        caption: str | None = None,
+        caption_entities: list[dict[str, Any]] | None = None,
+    ) -> tuple[int | None, dict[str, Any]]:
+        """See Emulator.send_photo."""
+        update_id, message = await self._call(
+            "send_photo",
+            token=token,
+            user_id=user_id,
+            data=data,
+            chat_id=chat_id,
+            caption=caption,
+            caption_entities=caption_entities,
         )
         return update_id, message
 

@@ -26,6 +26,8 @@ CONTROL_METHODS = frozenset(
         "migrate_to_supergroup",
         "send_text",
         "send_document",
+        "send_photo",
+        "open_chats",
         "edit_text",
         "press",
         "press_many",

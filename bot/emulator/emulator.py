@@ -135,6 +135,18 @@ class Emulator(BotApiMethods):
         )
         return user.to_api()
 
+    def open_chats(self, token: str, user_ids: list[int]) -> int:
+        """These people opened a chat with the bot some time ago (no update now); for
+        preparing large audiences. Returns how many chats were newly opened."""
+        bot = self._bot(token)
+        opened = 0
+        for user_id in user_ids:
+            chat = self.chats[self._person(user_id).id]
+            if bot.user.id not in chat.started:
+                chat.started.add(bot.user.id)
+                opened += 1
+        return opened
+
     def create_group(
         self,
         title: str,
@@ -286,15 +298,19 @@ class Emulator(BotApiMethods):
         chat_id: int | None = None,
         *,
         reply_to: int | None = None,
+        entities: list[dict[str, Any]] | None = None,
     ) -> tuple[int | None, dict[str, Any]]:
-        """A person sends text (chat_id None: their private chat with the bot).
+        """A person sends text (chat_id None: their private chat with the bot); ``entities``
+        are the formatting their client sends along (bold, italic, text_link, ...).
 
         Returns (update_id for this bot or None if the bot does not see it, message).
         """
         if not text:
             raise EmulatorError("Telegram clients do not send empty messages")
         content: dict[str, Any] = {"text": text}
-        entities = bot_command_entities(text)
+        entities = sorted(
+            [*bot_command_entities(text), *(entities or [])], key=lambda e: e["offset"]
+        )
         if entities:
             content["entities"] = entities
         return self._person_posts(token, user_id, chat_id, content, reply_to)
@@ -315,6 +331,24 @@ class Emulator(BotApiMethods):
         content: dict[str, Any] = {"document": self._file_api(file)}
         if caption:
             content["caption"] = caption
+        return self._person_posts(token, user_id, chat_id, content, None)
+
+    def send_photo(
+        self,
+        token: str,
+        user_id: int,
+        data: bytes,
+        chat_id: int | None = None,
+        caption: str | None = None,
+        caption_entities: list[dict[str, Any]] | None = None,
+    ) -> tuple[int | None, dict[str, Any]]:
+        """A person sends a picture (with an optional caption and its formatting)."""
+        file = self._store_file("photo", data, None, "image/jpeg")
+        content: dict[str, Any] = {"photo": [self._file_api(file)]}
+        if caption:
+            content["caption"] = caption
+            if caption_entities:
+                content["caption_entities"] = caption_entities
         return self._person_posts(token, user_id, chat_id, content, None)
 
     def edit_text(

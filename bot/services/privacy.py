@@ -106,6 +106,7 @@ async def forget_member(
     telegram_user_id = member.telegram_user_id
     await session.exec(delete(Membership).where(Membership.member_id == member.id))
     await outbox.cancel_for_member(session, member.id)
+    await outbox.erase_for_member(session, member.id)
     if telegram_user_id is not None:
         await conversations.forget_user(session, telegram_user_id)
     member.telegram_user_id = None
