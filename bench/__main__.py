@@ -22,11 +22,12 @@ BENCHMARKS = [
     "bench.polls",
     "bench.meetings",
     "bench.campaigns",
+    "bench.petitions",
     "bench.broadcasts",
     "bench.footprint",
 ]
 # Run at every latency given with --latency-ms.
-THROUGHPUT = {"bench.registration", "bench.campaigns"}
+THROUGHPUT = {"bench.registration", "bench.campaigns", "bench.petitions"}
 
 
 def table(figures: list[Figure]) -> str:

@@ -279,3 +279,41 @@ async def watch_messages(
             since_seq = max(since_seq, record["seq"])
         await asyncio.sleep(interval)
     return seen
+
+
+async def add_members(client: EmulatorClient, chat_id: int, user_ids: list[int]) -> None:
+    """Put people into a group quietly (no service messages), 500 requests at a time."""
+    for start in range(0, len(user_ids), 500):
+        await asyncio.gather(
+            *(
+                client.add_member(chat_id, user_id, announce=False)
+                for user_id in user_ids[start : start + 500]
+            )
+        )
+
+
+async def seed_members(sessions, telegram_ids: list[int], now, *, language: str = "ko") -> None:
+    """Registered members (consent given) for these Telegram ids, in one bulk INSERT, so a
+    benchmark measures what people do next rather than the registration."""
+    import sqlalchemy as sa
+
+    from bot.db import transaction
+    from models import Member
+
+    rows = [
+        {
+            "telegram_user_id": telegram_id,
+            "display_name": f"p{n}",
+            "language": language,
+            "consent_version": 1,
+            "consented_at": now,
+            "age_confirmed_at": now,
+            "muted": False,
+            "last_seen_at": now,
+            "created_at": now,
+        }
+        for n, telegram_id in enumerate(telegram_ids)
+    ]
+    async with transaction(sessions) as session:
+        for start in range(0, len(rows), 2000):
+            await session.exec(sa.insert(Member), params=rows[start : start + 2000])

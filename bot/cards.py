@@ -36,9 +36,10 @@ class CardRefresher:
         self.bot = bot
         self._dirty: set[tuple[str, int]] = set()
         self._next_edit: dict[tuple[int, int], float] = {}  # (chat, message) -> monotonic
-        # (kind, item) -> when its first card may be edited again: until then a change needs
-        # no look at the database (a burst of votes must not cost a transaction each).
-        self._held: dict[tuple[str, int], float] = {}
+        # The cards an item had when last looked up: while all of them must still wait, a
+        # touch costs no database round (a burst of 10,000 signatures is 10,000 touches).
+        # An item without cards is looked up again at most once a second.
+        self._known: dict[tuple[str, int], tuple[float, list[tuple[int, int]]]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self.edits = 0
@@ -80,15 +81,20 @@ class CardRefresher:
         soonest = float("inf")
         if len(self._next_edit) > 10_000:
             self._next_edit = {key: t for key, t in self._next_edit.items() if t > now}
+            self._known = {key: cards for key, cards in self._known.items() if key in self._dirty}
         for kind, item_id in list(self._dirty):
             card_kind = runtime.features.cards.get(kind)
             if card_kind is None:
                 self._dirty.discard((kind, item_id))
                 continue
-            held = self._held.get((kind, item_id), 0.0)
-            if not force and held > now:
-                soonest = min(soonest, held - now)
-                continue
+            looked_up, known = self._known.get((kind, item_id), (0.0, None))
+            if known is not None and not force:
+                pauses = [self._next_edit.get(key, 0) - now for key in known] or [
+                    looked_up + 1.0 - now
+                ]
+                if min(pauses) > 0:
+                    soonest = min(soonest, min(pauses))
+                    continue
             async with transaction(runtime.sessions) as session:
                 posted = await cards.of_item(session, kind, item_id)
                 waiting = [
@@ -108,13 +114,12 @@ class CardRefresher:
                         now=runtime.now(),
                     )
                     rendered[card.id] = await card_kind.render(request)
+            self._known[(kind, item_id)] = (
+                now,
+                [(card.chat_id, card.message_id) for card in posted],
+            )
             if not waiting:
                 self._dirty.discard((kind, item_id))
-                self._held.pop((kind, item_id), None)
-            else:
-                self._held[(kind, item_id)] = min(
-                    self._next_edit[(card.chat_id, card.message_id)] for card in waiting
-                )
             for card in waiting:
                 soonest = min(soonest, self._next_edit[(card.chat_id, card.message_id)] - now)
             for card in ready:

@@ -49,7 +49,9 @@ class Sandbox:
         self.people: dict[str, dict[str, Any]] = {}
         self.current: dict[str, Any] | None = None
         self.groups: dict[str, dict[str, Any]] = {}
-        self.group_members: dict[int, set[int]] = {}  # chat id -> people who entered it
+        # Kept apart from the group dicts: those are the emulator's own chat objects, which it
+        # serialises into updates (a set in them breaks every getUpdates).
+        self.group_members: dict[int, set[int]] = {}
         self.chat: dict[str, Any] | None = None  # None: the private chat
         self.buttons: dict[int, list[dict[str, Any]]] = {}  # chat id -> last numbered buttons
 

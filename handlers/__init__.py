@@ -8,11 +8,21 @@ from handlers import (
     meetings,
     members,
     organizations,
+    petitions,
     polls,
 )
 
 # Order matters only for handlers in the same group: earlier features win.
-FEATURES = (members, organizations, cards, polls, meetings, campaigns, broadcasts)
+FEATURES = (
+    members,
+    organizations,
+    cards,
+    polls,
+    meetings,
+    campaigns,
+    petitions,
+    broadcasts,
+)
 
 
 def register_all(app) -> None:

@@ -22,6 +22,7 @@ from models.organizations import (
     Role,
     Tier,
 )
+from models.petitions import Petition, PetitionStatus, Signature
 from models.polls import (
     BallotKind,
     Eligibility,
@@ -70,6 +71,8 @@ __all__ = [
     "NetworkMember",
     "OrgKind",
     "Organization",
+    "Petition",
+    "PetitionStatus",
     "Poll",
     "PollBallot",
     "PollKind",
@@ -83,6 +86,7 @@ __all__ = [
     "ReminderAudience",
     "Role",
     "ScheduledJob",
+    "Signature",
     "Signup",
     "SignupStatus",
     "SurveyResponse",
