@@ -102,3 +102,18 @@ async def local(config: Config, clock: FakeClock):
         LocalOptions(clock=clock, run_scheduler=False, poll_timeout=1, limits=limits),
     ) as running:
         yield running
+
+
+@pytest.fixture
+async def quiet_local(config, clock):
+    """The bot without its own sender running: the test says which sender sends, and when."""
+    from bot.local import LocalOptions, LocalTelegram
+
+    delivery, limits = fast_chat_limits()
+    async with LocalTelegram(
+        config.replace(delivery=delivery),
+        LocalOptions(
+            clock=clock, run_scheduler=False, run_sender=False, poll_timeout=1, limits=limits
+        ),
+    ) as running:
+        yield running

@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 from dataclasses import dataclass
 
-import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
@@ -15,12 +14,10 @@ from bot.app import build_runtime
 from bot.db import transaction
 from bot.delivery import OutboxSender
 from bot.emulator.limits import Faults
-from bot.local import LocalOptions, LocalTelegram
 from bot.runtime import Audience
 from bot.scheduler import JobRunner
 from bot.services import organizations, outbox
 from models import Broadcast, Delivery, Member, Tier
-from tests.conftest import fast_chat_limits
 from tests.e2e import Person, buttons, register
 from tests.factories import add_member, make_member
 from tests.test_e2e_organizations import admin
@@ -348,19 +345,6 @@ async def test_organiser_of_two_organisations_chooses_one(local):
 
 
 # --- delivery that survives -------------------------------------------------------------------
-
-
-@pytest.fixture
-async def quiet_local(config, clock):
-    """The bot without its own sender running: the test says which sender sends, and when."""
-    delivery, limits = fast_chat_limits()
-    async with LocalTelegram(
-        config.replace(delivery=delivery),
-        LocalOptions(
-            clock=clock, run_scheduler=False, run_sender=False, poll_timeout=1, limits=limits
-        ),
-    ) as running:
-        yield running
 
 
 async def _announce_now(local, minji: Person, text: str, button: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -11,10 +12,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.db import transaction
+from bot.emulator.limits import Faults
 from bot.services import jobs
-from models import JobStatus, Member
+from models import JobStatus, Member, Tier
 from tests.conftest import POSTGRES_URL
 from tests.e2e import Person, register
+from tests.test_e2e_broadcasts import (
+    _announce_now,
+    _members,
+    _organiser,
+    _received,
+)
 from tests.test_robustness import _update
 
 
@@ -138,3 +146,29 @@ if POSTGRES_URL:  # SQLite has no server whose connections could be lost
         async with transaction(local.runtime.sessions) as session:
             names = (await session.exec(sa.select(Member.display_name))).scalars().all()
         assert sorted(names) == sorted(f"새이름{n}" for n in range(12))
+
+
+async def test_a_429_burst_is_waited_out_and_every_message_arrives_once(quiet_local, clock):
+    """Telegram refuses every send for a second ("retry after 1") while an announcement goes
+    out: the bot pauses as told instead of hammering, and everyone gets it exactly once."""
+    local = quiet_local
+    minji = await _organiser(local)
+    people = await _members(local, {f"회원{n}": Tier.SUPPORTER for n in range(20)})
+    await _announce_now(local, minji, "잠시 막혀도 도착하는 공지", "모두 · 21")
+    local.emulator.set_faults(Faults(flood_seconds=1.0, flood_retry_after=1))
+    started = time.monotonic()
+    sent = await local.runtime.sender.drain()
+    waited = time.monotonic() - started
+    local.emulator.set_faults(Faults())
+    clock.advance(minutes=1)  # anything the sender set aside for later is due now
+    sent += await local.runtime.sender.drain()
+    await local.settle()
+    counts = [len(_received(p, "잠시 막혀도 도착하는 공지")) for p in people.values()]
+    assert counts == [1] * 20
+    assert waited >= 1.0  # it waited the burst out
+    refused = local.stats()["faults"].get("flood", 0)
+    assert refused > 0  # the burst really hit the announcement
+    # Paused after the first refusals: at most the sends already in flight are refused,
+    # not one per try.
+    assert refused <= 8 + 4, refused
+    assert "공지 #1 발송을 마쳤습니다" in minji.last()["text"]

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import itertools
 import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -54,6 +55,7 @@ class EmulatorCore:
         self.rate_limiter = RateLimiter(self.limits)
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
+        self._flood_until = time.monotonic() + self.faults.flood_seconds
         self.strict_html = strict_html
         self.webhook_retry_base = webhook_retry_base
         self.webhook_retry_max = webhook_retry_max
@@ -388,9 +390,12 @@ class EmulatorCore:
         """Replace the fault settings and re-seed their random generator."""
         self.faults = faults
         self._rng = random.Random(faults.seed)
+        self._flood_until = time.monotonic() + faults.flood_seconds
 
     def _draw_fault(self) -> str | None:
         faults = self.faults
+        if faults.flood_seconds > 0 and time.monotonic() < self._flood_until:
+            return "flood"
         if faults.error_rate <= 0 and faults.timeout_rate <= 0:
             return None
         roll = self._rng.random()

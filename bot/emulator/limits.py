@@ -32,6 +32,11 @@ class Faults:
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     timeout_seconds: float = 30.0
+    # A 429 burst: for this many seconds after the faults are set, every send/edit call is
+    # refused with "Too Many Requests: retry after flood_retry_after" (as Telegram does when
+    # a bot floods, whatever its own pacing).
+    flood_seconds: float = 0.0
+    flood_retry_after: int = 1
     seed: int | None = None
 
 

@@ -176,6 +176,11 @@ class BotApiMethods(EmulatorCore):
         self._notify()
         if fault == "error":
             return 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
+        if fault == "flood":
+            wait = self.faults.flood_retry_after
+            return 429, ApiError(
+                429, f"Too Many Requests: retry after {wait}", {"retry_after": wait}
+            ).to_body()
         status, body = 504, {"ok": False, "error_code": 504, "description": "Gateway Timeout"}
         if fault == "timeout_delivered":
             # The call takes effect, but its answer is lost: the client can't tell.
