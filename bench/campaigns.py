@@ -32,6 +32,7 @@ from bench.harness import (
     Figure,
     Settings,
     bot_process,
+    die_with_parent,
     people,
     process_cpu_seconds,
     text_burst,
@@ -317,6 +318,7 @@ async def run_export(settings: Settings) -> list[Figure]:
                 "--format",
                 fmt,
                 cwd=ROOT,
+                preexec_fn=die_with_parent,
                 stdout=asyncio.subprocess.PIPE,
             )
             output, _ = await process.communicate()

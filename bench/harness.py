@@ -60,6 +60,16 @@ class Settings:
         return quick if self.quick else full
 
 
+def die_with_parent() -> None:
+    """In a child before exec: be killed when the benchmark dies (a timed-out or killed run
+    must not leave bots and emulators running on the machine)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 class Emulator:
     """`python -m bot.emulator` in its own process, and a control client for it."""
 
@@ -86,7 +96,7 @@ class Emulator:
         if not self.limits:
             arguments.append("--no-limits")
         self.process = await asyncio.create_subprocess_exec(
-            *arguments, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+            *arguments, stdout=asyncio.subprocess.PIPE, cwd=ROOT, preexec_fn=die_with_parent
         )
         line = (await asyncio.wait_for(self.process.stdout.readline(), 30)).decode()
         self.base_url = re.search(r"base_url=(\S+)", line).group(1)
@@ -146,7 +156,9 @@ async def bot_process(
         )
         if concurrency:
             env["MOIM_TELEGRAM_CONCURRENCY"] = str(concurrency)
-    process = await asyncio.create_subprocess_exec(*arguments, cwd=ROOT, env=env)
+    process = await asyncio.create_subprocess_exec(
+        *arguments, cwd=ROOT, env=env, preexec_fn=die_with_parent
+    )
     try:
         deadline = time.monotonic() + 60
         while (await emulator.client.stats())["requests"].get("getUpdates", 0) <= before:
