@@ -27,7 +27,7 @@ BENCHMARKS = [
     "bench.footprint",
 ]
 # Run at every latency given with --latency-ms.
-THROUGHPUT = {"bench.registration", "bench.campaigns", "bench.petitions"}
+THROUGHPUT = {"bench.registration", "bench.polls", "bench.campaigns", "bench.petitions"}
 
 
 def table(figures: list[Figure]) -> str:

@@ -48,9 +48,11 @@ START = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
 async def run(settings: Settings) -> list[Figure]:
-    """The burst (SQLite) and the tally (SQLite, and PostgreSQL when configured)."""
+    """The burst (SQLite, at each latency) and the tally (SQLite, and PostgreSQL when
+    configured; once, it does not depend on the Bot API)."""
     figures = await burst(settings)
-    figures += await tally_figures(settings)
+    if not settings.latency_ms:
+        figures += await tally_figures(settings)
     return figures
 
 
@@ -85,8 +87,14 @@ async def burst(settings: Settings) -> list[Figure]:
             rates[kind] = count / seconds
             latencies = sorted(report["latencies"])
             unit = "votes/s" if kind == "moim" else "answers/s"
+            rate = Figure(
+                name, f"{kind}: presses answered per second", round(rates[kind], 1), unit
+            )
+            if kind == "moim" and settings.latency_ms >= 50:
+                # The issue's target where each Bot API call takes 50 ms: concurrency must hide it.
+                rate.target, rate.met = "≥ 200 votes/s", rates[kind] >= 200
             figures += [
-                Figure(name, f"{kind}: presses answered per second", round(rates[kind], 1), unit),
+                rate,
                 Figure(name, f"{kind}: p50 press → answer", ms(percentile(latencies, 0.5)), "ms"),
                 Figure(name, f"{kind}: p99 press → answer", ms(percentile(latencies, 0.99)), "ms"),
             ]

@@ -140,26 +140,35 @@ class UpdateProcessor(BaseUpdateProcessor):
         await self._idle.wait()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        """Handle one update in its chat's turn."""
+        """Handle one update in its chat's turn.
+
+        A slot bounds the work on the database and the CPU; the Bot API calls that follow
+        the commit wait for Telegram without one (still in the chat's turn, so replies keep
+        their order). With 50 ms per call, holding a slot while waiting would cap a burst of
+        votes at a few slots per 50 ms.
+        """
         self.in_flight += 1
         self._idle.clear()
         try:
-            async with self._chats.hold(order_key(update)), self._slots:
-                await self.handle(update, coroutine)
+            async with self._chats.hold(order_key(update)):
+                async with self._slots:
+                    outcome = await self.transact(update, coroutine)
+                await self.follow_up(*outcome)
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
 
-    async def handle(self, update: object, coroutine: Awaitable[Any]) -> None:
-        """Run the handlers in one transaction, then send what they asked for.
+    async def transact(
+        self, update: object, coroutine: Awaitable[Any]
+    ) -> tuple[UpdateScope, bool, int | None]:
+        """Run the handlers in one transaction.
 
         If the database went away meanwhile (a restart, a dropped connection), the whole update
         runs again on a fresh connection, a few times, so it is still handled exactly once.
         """
         application = self.application
         assert application is not None, "UpdateProcessor.application is set by build_application"
-        runtime = application.runtime
         update_id = update.update_id if isinstance(update, Update) else None
         for attempt in range(1, DATABASE_ATTEMPTS + 1):
             scope, wrote_outbox = await self._attempt(update, coroutine, update_id)
@@ -172,6 +181,13 @@ class UpdateProcessor(BaseUpdateProcessor):
             )
             await asyncio.sleep(0.5 * attempt)
             coroutine = application.process_update(update)
+        return scope, wrote_outbox, update_id
+
+    async def follow_up(
+        self, scope: UpdateScope, wrote_outbox: bool, update_id: int | None
+    ) -> None:
+        """After the transaction: send what the handlers asked for, run after-commit work."""
+        runtime = self.application.runtime  # type: ignore[union-attr]
         if scope.duplicate:  # found at commit: the update already had its effect elsewhere
             return
         for action in scope.failure_actions if scope.failed else scope.actions:
