@@ -40,7 +40,7 @@ async def test_quick_poll_in_a_group_story(local, clock):
     """One line → card in the group → taps (double, changed, unregistered) → close → result."""
     minji, group, (seojun, haeun) = await organisation_with_group(local, members=2)
     created = await minji.say("/new_poll 다음 모임 장소는? | 사무실 | 카페 | 온라인")
-    assert "투표 #1을 열었습니다" in created[0]["text"]
+    assert "투표를 열었습니다: #1" in created[0]["text"]
     private_card = created[-1]
     assert "다음 모임 장소는?" in private_card["text"]
     assert "단체방에 올리기" in buttons(private_card)
