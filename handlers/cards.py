@@ -10,7 +10,7 @@ from bot.context import MoimApplication, MoimContext
 from bot.db import transaction
 from bot.runtime import CardRequest
 from bot.services import cards, organizations
-from bot.services.errors import InvalidInput, StaleButton
+from bot.services.errors import InvalidInput, NotOrganizer, StaleButton
 from handlers.common import callback, command_text, is_private, moim_handler
 
 
@@ -37,6 +37,8 @@ async def post(update: Update, context: MoimContext) -> None:
         orgs = await organizations.organizer_orgs(
             session, context.member, is_bot_admin=await context.is_admin()
         )
+        if not orgs:
+            raise NotOrganizer(org="", action="post")
     else:
         linked = await organizations.linked_chat(session, update.effective_chat.id)
         orgs = [await organizations.by_id(session, linked.organization_id)] if linked else []

@@ -353,11 +353,23 @@ async def link_chat(
     is_bot_admin: bool = False,
     now: dt.datetime,
 ) -> LinkedChat:
-    """Attach a Telegram group to an organisation (moving it if it was linked elsewhere)."""
+    """Attach a Telegram group to an organisation (moving it, if it was linked elsewhere, only
+    for someone who organises both)."""
     await require_organizer(
         session, member=actor, org=org, now=now, action="link_group", is_bot_admin=is_bot_admin
     )
     linked = (await session.exec(select(LinkedChat).where(LinkedChat.chat_id == chat_id))).first()
+    if linked is not None and linked.organization_id != org.id:
+        # Taking a group away from its organisation needs the say of that organisation too,
+        # or any organiser sitting in the group could carry it off to their own.
+        await require_organizer(
+            session,
+            member=actor,
+            org=await by_id(session, linked.organization_id),
+            now=now,
+            action="link_group",
+            is_bot_admin=is_bot_admin,
+        )
     if linked is None:
         linked = LinkedChat(chat_id=chat_id, organization_id=org.id, title=title, linked_at=now)
     else:

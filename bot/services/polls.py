@@ -46,7 +46,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import TiersConfig
 from bot.services import audit, jobs, organizations
-from bot.services.errors import DomainError, InvalidInput, StaleButton
+from bot.services.errors import DomainError, InvalidInput, PermissionDenied, StaleButton
 from bot.services.timeparse import parse_duration, parse_when, require_future
 from models import (
     BallotKind,
@@ -128,6 +128,10 @@ class ResultsHidden(PollError):
     """Results are shown only after closing (or to the poll's people)."""
 
     code = "results_hidden"
+
+
+class ResultsForMembers(ResultsHidden, PermissionDenied):
+    """A members-only poll's results asked for by someone outside it (a refusal, audited)."""
 
 
 class ReceiptNotFound(PollError):
@@ -1587,7 +1591,7 @@ async def results_for(
     """A poll's results for this person, and whether they organise it.
 
     Counts are shown while voting only for live results; anyone who can vote, and the
-    organisers, may ask. Otherwise ResultsHidden.
+    organisers, may ask. Otherwise ResultsForMembers (an audited refusal).
     """
     view = await load(session, poll_id)
     organizer = await is_poll_organizer(session, view, member, is_bot_admin=is_bot_admin)
@@ -1597,7 +1601,9 @@ async def results_for(
         and members_only
         and (member is None or not await _in_scope(session, view, member))
     ):
-        raise ResultsHidden(question=view.poll.question, reason="members")
+        raise ResultsForMembers(
+            question=view.poll.question, reason="members", action="poll.results"
+        )
     return await tally(session, view), organizer
 
 
