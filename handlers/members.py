@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from zoneinfo import ZoneInfo
 
 from telegram import Update
 from telegram.constants import ChatMemberStatus
@@ -287,7 +288,9 @@ async def export_data(update: Update, context: MoimContext) -> None:
         context.session, context.member, hooks=context.runtime.features.privacy, now=context.now
     )
     data = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
-    filename = f"moim-mydata-{context.now:%Y%m%d}.json"
+    # The date on the person's calendar, not UTC's (09:00 in Seoul is still yesterday in UTC).
+    today = context.now.astimezone(ZoneInfo(context.runtime.renderer.default_timezone))
+    filename = f"moim-mydata-{today:%Y%m%d}.json"
     context.send_document(
         update.effective_chat.id,
         filename=filename,
