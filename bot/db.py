@@ -60,10 +60,15 @@ def make_engine(
 
         @event.listens_for(engine.sync_engine, "connect")
         def _use_schema(dbapi_connection, _record) -> None:
+            # Outside any transaction: a SET inside the driver's implicit one is undone when
+            # the connection's first transaction rolls back (a health check does), and the
+            # pooled connection would then look for the tables in public.
+            dbapi_connection.autocommit = True
             cursor = dbapi_connection.cursor()
             cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             cursor.execute(f'SET search_path TO "{schema}"')
             cursor.close()
+            dbapi_connection.autocommit = False
 
     return engine
 
