@@ -8,7 +8,7 @@ from sqlmodel import SQLModel
 
 import models  # noqa: F401
 from bot.app import build_runtime
-from bot.db import current_revision, migrate, render_item
+from bot.db import alembic_config, current_revision, head_revisions, migrate, render_item
 
 
 async def test_models_and_migrations_agree(config, clock):
@@ -40,6 +40,28 @@ async def test_migrate_is_idempotent_and_downgrades(config, clock):
         assert await current_revision(runtime.engine) is None
         await migrate(runtime.engine)
         assert await current_revision(runtime.engine) == head
+    finally:
+        await runtime.engine.dispose()
+
+
+def test_the_head_read_from_the_migration_files_is_alembics():
+    from alembic.script import ScriptDirectory
+
+    assert head_revisions() == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+async def test_a_restart_on_a_current_schema_does_not_run_alembic(config, clock, monkeypatch):
+    from alembic import command
+
+    runtime = build_runtime(config, clock)
+    try:
+        await migrate(runtime.engine)
+
+        def refuse(*_args, **_kwargs):
+            raise AssertionError("Alembic ran although the schema was current")
+
+        monkeypatch.setattr(command, "upgrade", refuse)
+        await migrate(runtime.engine)
     finally:
         await runtime.engine.dispose()
 
