@@ -66,6 +66,10 @@ def make_engine(
             cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             cursor.execute(f'SET search_path TO "{schema}"')
             cursor.close()
+            # Both ran in the connection's first transaction: were it rolled back (any unit of
+            # work that fails, or a read-only look), the connection would silently use the
+            # public schema from then on.
+            dbapi_connection.commit()
 
     return engine
 

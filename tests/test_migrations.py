@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
-import models  # noqa: F401
 from bot.app import build_runtime
-from bot.db import alembic_config, current_revision, head_revisions, migrate, render_item
+from bot.db import (
+    alembic_config,
+    current_revision,
+    head_revisions,
+    migrate,
+    render_item,
+    transaction,
+)
+from models import Member
+from tests.factories import SEOJUN, make_member
 
 
 async def test_models_and_migrations_agree(config, clock):
@@ -62,6 +71,26 @@ async def test_a_restart_on_a_current_schema_does_not_run_alembic(config, clock,
 
         monkeypatch.setattr(command, "upgrade", refuse)
         await migrate(runtime.engine)
+    finally:
+        await runtime.engine.dispose()
+
+
+async def test_a_connection_whose_first_work_fails_stays_in_moims_schema(config, clock):
+    # On PostgreSQL with database.schema set, the schema is chosen when a connection opens;
+    # a failed (rolled back) first unit of work must not send the connection elsewhere.
+    runtime = build_runtime(config, clock)
+    try:
+        await migrate(runtime.engine)
+        async with transaction(runtime.sessions) as session:
+            await make_member(session, SEOJUN, "서준", now=clock.now())
+        await runtime.engine.dispose()  # new connections from here on
+        with pytest.raises(RuntimeError):
+            async with transaction(runtime.sessions) as session:
+                await session.exec(select(Member))
+                raise RuntimeError("a unit of work that fails")
+        async with transaction(runtime.sessions) as session:
+            names = (await session.exec(select(Member.display_name))).all()
+        assert names == ["서준"]
     finally:
         await runtime.engine.dispose()
 
