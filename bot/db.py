@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -132,8 +134,43 @@ def alembic_config(connection: sa.Connection | None = None):
     return config
 
 
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The newest revision(s) of moim's migrations, read from their files without Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.AnnAssign | ast.Assign) or node.value is None:
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {target.id for target in targets if isinstance(target, ast.Name)}
+            if "revision" in names:
+                revisions.add(ast.literal_eval(node.value))
+            elif "down_revision" in names:
+                value = ast.literal_eval(node.value)
+                parents.update([value] if isinstance(value, str) else value or ())
+    return frozenset(revisions - parents)
+
+
+async def _at_head(engine: AsyncEngine) -> bool:
+    """Whether the database is already at the newest revision (one cheap query)."""
+
+    def read(connection: sa.Connection) -> set[str]:
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return set()
+        return set(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read) == head_revisions()
+
+
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the schema up to ``revision`` with Alembic."""
+    # Every start migrates; when there is nothing to do, Alembic is not even imported (it
+    # would cost each start ~0.1–0.2 s and each process ~7 MB for as long as it runs).
+    if revision == "head" and await _at_head(engine):
+        return
     from alembic import command
 
     def upgrade(connection: sa.Connection) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+if TYPE_CHECKING:
+    from PIL import ImageFont
 
 WIDTH = 960
 ROW = 64
@@ -39,6 +41,8 @@ class Bar:
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    from PIL import ImageFont
+
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: the small bitmap font
@@ -47,6 +51,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 def bar_chart_png(bars: Sequence[Bar], *, footer: str = "") -> bytes:
     """A horizontal bar chart, one row per bar, as PNG bytes (ASCII labels only)."""
+    # Imported when a chart is drawn: Pillow costs every process start-up time and ~4 MB.
+    from PIL import Image, ImageDraw
+
     rows = max(1, len(bars))
     height = MARGIN * 2 + rows * ROW + (ROW // 2 if footer else 0)
     image = Image.new("RGB", (WIDTH, height), BACKGROUND)

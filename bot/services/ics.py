@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import icalendar
-
 from models import Meeting, MeetingOccurrence
+
+if TYPE_CHECKING:
+    import icalendar
 
 PRODID = "-//moim//meetings//KO"
 
@@ -38,7 +40,11 @@ def _location(meeting: Meeting) -> str:
     return meeting.place or meeting.link
 
 
-def _event(entry: CalendarEntry, *, start: dt.datetime, minutes: int, now: dt.datetime, domain):
+def _event(
+    entry: CalendarEntry, *, start: dt.datetime, minutes: int, now: dt.datetime, domain
+) -> icalendar.Event:
+    import icalendar
+
     meeting = entry.meeting
     zone = ZoneInfo(entry.timezone)
     event = icalendar.Event()
@@ -60,6 +66,10 @@ def _event(entry: CalendarEntry, *, start: dt.datetime, minutes: int, now: dt.da
 
 def calendar(entries: Sequence[CalendarEntry], *, now: dt.datetime, domain: str) -> bytes:
     """An .ics file holding every entry."""
+    # Imported where a calendar is written (here and below): the library costs every process
+    # start-up time and memory, and calendar files are asked for now and then.
+    import icalendar
+
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -73,6 +83,8 @@ def calendar(entries: Sequence[CalendarEntry], *, now: dt.datetime, domain: str)
 
 
 def _components(entry: CalendarEntry, *, now: dt.datetime, domain: str) -> list:
+    import icalendar
+
     meeting = entry.meeting
     zone = ZoneInfo(entry.timezone)
     rows = sorted(entry.occurrences, key=lambda o: o.original_start)

@@ -19,9 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import qrcode
 import sqlalchemy as sa
-from qrcode.image.pure import PyPNGImage
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -1519,6 +1517,10 @@ async def check_in(
 
 def qr_png(link: str) -> bytes:
     """A QR code (PNG) holding the check-in link, to show on a screen or print at the meeting."""
+    # Imported here, for the few who open check-in, not at every start of every process.
+    import qrcode
+    from qrcode.image.pure import PyPNGImage
+
     code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=10, border=4)
     code.add_data(link)
     code.make(fit=True)
