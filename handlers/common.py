@@ -12,7 +12,7 @@ from telegram.constants import ChatType
 
 from bot.callbacks import Callback, decode
 from bot.context import MoimContext
-from bot.services import audit, members, organizations
+from bot.services import audit, conversations, members, organizations
 from bot.services.errors import (
     DomainError,
     NotAdmin,
@@ -20,7 +20,7 @@ from bot.services.errors import (
     PermissionDenied,
     StaleButton,
 )
-from models import Organization, Role
+from models import ConversationState, Organization, Role
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,23 @@ def callback(update: Update) -> Callback | None:
     """The pressed button's parsed data (None if it is not valid moim data)."""
     query = update.callback_query
     return decode(query.data) if query else None
+
+
+async def flow_button(
+    update: Update, context: MoimContext, flow: str
+) -> tuple[Callback, ConversationState]:
+    """The pressed button of a step-by-step flow, with the flow's saved state; a button of a
+    flow that is over, or of another flow, is stale."""
+    parsed = callback(update)
+    state = await conversations.current(
+        context.session,
+        chat_id=update.effective_chat.id,
+        user_id=update.effective_user.id,
+        now=context.now,
+    )
+    if state is None or state.flow != flow or parsed is None:
+        raise StaleButton()
+    return parsed, state
 
 
 def moim_handler(

@@ -21,6 +21,7 @@ from handlers.cards import show_card
 from handlers.common import (
     callback,
     command_text,
+    flow_button,
     is_private,
     moim_handler,
     org_from_button,
@@ -245,13 +246,8 @@ async def _ask(update: Update, context: MoimContext, state, org, draft, step: st
 @moim_handler(private=True, registered=True)
 async def new_meeting_button(update: Update, context: MoimContext) -> None:
     """A button in /new_meeting: organisation, length, repeat, no end, skip, create, cancel."""
-    parsed = callback(update)
+    parsed, state = await flow_button(update, context, FLOW)
     chat_id, user_id = update.effective_chat.id, update.effective_user.id
-    state = await conversations.current(
-        context.session, chat_id=chat_id, user_id=user_id, now=context.now
-    )
-    if state is None or state.flow != FLOW or parsed is None:
-        raise StaleButton()
     verb, value = parsed.verb, parsed.str_arg(0)
     context.answer(update)
     if verb == "cancel":

@@ -12,6 +12,7 @@ from bot.services.errors import InvalidInput, NotOrganizer, NotRegistered, Stale
 from handlers.common import (
     callback,
     command_text,
+    flow_button,
     is_private,
     moim_handler,
     org_from_button,
@@ -134,13 +135,8 @@ async def new_org_text(update: Update, context: MoimContext, state) -> None:
 @moim_handler(private=True, registered=True, admin=True)
 async def new_org_step(update: Update, context: MoimContext) -> None:
     """A button inside the /new_org flow: kind, sensitivity, slug, create or cancel."""
-    parsed = callback(update)
+    parsed, state = await flow_button(update, context, FLOW)
     chat_id, user_id = update.effective_chat.id, update.effective_user.id
-    state = await conversations.current(
-        context.session, chat_id=chat_id, user_id=user_id, now=context.now
-    )
-    if state is None or state.flow != FLOW or parsed is None:
-        raise StaleButton()
     verb, value = parsed.verb, parsed.str_arg(0)
     session, now = context.session, context.now
     context.answer(update)

@@ -15,7 +15,14 @@ from bot.scheduler import JobContext
 from bot.services import conversations, organizations, petitions
 from bot.services.errors import NotOrganizer, NotRegistered, StaleButton
 from bot.services.privacy import PrivacyHook
-from handlers.common import callback, command_text, is_private, moim_handler, org_from_button
+from handlers.common import (
+    callback,
+    command_text,
+    flow_button,
+    is_private,
+    moim_handler,
+    org_from_button,
+)
 from models import Member, Petition, ScheduledJob
 
 FLOW = "new_petition"
@@ -456,12 +463,9 @@ async def new_petition_text(update: Update, context: MoimContext, state) -> None
 @moim_handler(private=True, registered=True)
 async def new_petition_step(update: Update, context: MoimContext) -> None:
     """A button inside /new_petition: organisation, no closing date, names, done, create."""
-    parsed = callback(update)
+    parsed, state = await flow_button(update, context, FLOW)
     chat_id, user_id = update.effective_chat.id, update.effective_user.id
     session, now = context.session, context.now
-    state = await conversations.current(session, chat_id=chat_id, user_id=user_id, now=now)
-    if state is None or state.flow != FLOW or parsed is None:
-        raise StaleButton()
     verb, value, step = parsed.verb, parsed.str_arg(0), state.step
     if verb == "org" and step == "org":
         org = await org_from_button(update, context, parsed.int_arg(0), action="petition.create")

@@ -21,6 +21,7 @@ from handlers.cards import show_card
 from handlers.common import (
     callback,
     command_text,
+    flow_button,
     is_private,
     moim_handler,
     org_from_button,
@@ -240,12 +241,9 @@ def _settings(context: MoimContext, draft: polls.PollDraft, org) -> Rendered:
 @moim_handler(private=True, registered=True)
 async def new_poll_step(update: Update, context: MoimContext) -> None:
     """A button inside /new_poll: organisation, kind, limit, settings, preview, publish."""
-    parsed = callback(update)
+    parsed, state = await flow_button(update, context, FLOW)
     chat_id, user_id = update.effective_chat.id, update.effective_user.id
     session, now = context.session, context.now
-    state = await conversations.current(session, chat_id=chat_id, user_id=user_id, now=now)
-    if state is None or state.flow != FLOW or parsed is None:
-        raise StaleButton()
     draft = polls.PollDraft.from_data(state.data["draft"])
     verb, value = parsed.verb, parsed.str_arg(0)
     message = update.effective_message
