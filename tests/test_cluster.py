@@ -27,18 +27,29 @@ from tests.conftest import fast_chat_limits
 from tests.e2e import Person, register
 
 
-async def test_three_instances_share_the_work_and_flows_continue_anywhere(config, clock):
+def three_instances(config, clock) -> LocalCluster:
+    """Three webhook instances on one database; scheduled work runs when a test says so."""
     delivery, limits = fast_chat_limits()
-    async with LocalCluster(
+    return LocalCluster(
         config.replace(delivery=delivery),
         instances=3,
         options=LocalOptions(clock=clock, run_scheduler=False, limits=limits),
-    ) as cluster:
-        minji = Person(cluster, "민지")
-        for instance in cluster.instances:
-            runtime = instance.application.runtime
-            runtime.config = runtime.config.replace(bot={"admins": [minji.id]})
-        await register(minji)
+    )
+
+
+async def registered_admin(cluster: LocalCluster) -> Person:
+    """민지, registered, a bot administrator on every instance."""
+    minji = Person(cluster, "민지")
+    for instance in cluster.instances:
+        runtime = instance.application.runtime
+        runtime.config = runtime.config.replace(bot={"admins": [minji.id]})
+    await register(minji)
+    return minji
+
+
+async def test_three_instances_share_the_work_and_flows_continue_anywhere(config, clock):
+    async with three_instances(config, clock) as cluster:
+        minji = await registered_admin(cluster)
         # Each step of the guided flow is one update; round-robin sends them to different
         # instances, and the flow's state in the database carries over.
         await minji.say("/new_org")
@@ -97,17 +108,8 @@ async def test_an_update_delivered_twice_to_two_instances_has_one_effect(config,
 async def test_a_mixed_workload_over_three_instances_counts_everything_once(config, clock):
     """Registrations, votes, sign-ups, signatures, a reminder and a broadcast, with guided
     creation flows whose steps land on different instances: every count right, nothing twice."""
-    delivery, limits = fast_chat_limits()
-    async with LocalCluster(
-        config.replace(delivery=delivery),
-        instances=3,
-        options=LocalOptions(clock=clock, run_scheduler=False, limits=limits),
-    ) as cluster:
-        minji = Person(cluster, "민지")
-        for instance in cluster.instances:
-            runtime = instance.application.runtime
-            runtime.config = runtime.config.replace(bot={"admins": [minji.id]})
-        await register(minji)
+    async with three_instances(config, clock) as cluster:
+        minji = await registered_admin(cluster)
         await minji.say("/new_org 새솔마을 주민회 | saesol")
         group = cluster.emulator.create_group("새솔 단톡방")
         cluster.emulator.add_member(group["id"], minji.id)
