@@ -329,3 +329,36 @@ async def seed_members(sessions, telegram_ids: list[int], now, *, language: str 
     async with transaction(sessions) as session:
         for start in range(0, len(rows), 2000):
             await session.exec(sa.insert(Member), params=rows[start : start + 2000])
+
+
+async def seed_organisation(
+    session,
+    *,
+    organiser_id: int,
+    now,
+    name: str = "새솔마을 주민회",
+    slug: str = "saesol",
+    chat_id: int | None = None,
+    chat_title: str = "새솔 단톡방",
+    organiser_name: str = "운영자",
+):
+    """A registered organiser, their organisation and (given a chat) its linked group,
+    written through the services as the bot would: (organiser, organisation)."""
+    from bot.services import members, organizations
+
+    organiser = await members.register(
+        session,
+        telegram_user_id=organiser_id,
+        display_name=organiser_name,
+        language="ko",
+        notice_version=1,
+        now=now,
+    )
+    org = await organizations.create_organization(
+        session, creator=organiser, name=name, slug=slug, now=now
+    )
+    if chat_id is not None:
+        await organizations.link_chat(
+            session, actor=organiser, org=org, chat_id=chat_id, title=chat_title, now=now
+        )
+    return organiser, org

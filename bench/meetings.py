@@ -34,12 +34,13 @@ from bench.harness import (
     open_chats,
     people,
     percentile,
+    seed_organisation,
     watch_messages,
 )
 from bot.app import build_runtime
 from bot.config import Config
 from bot.db import migrate, transaction
-from bot.services import meetings, members, organizations
+from bot.services import meetings
 from models import Answer, Member, Membership, ReminderAudience
 
 NAME = "meetings"
@@ -85,16 +86,13 @@ async def _prepare(
         await migrate(runtime.engine)
         now = _utc_now()
         async with transaction(runtime.sessions) as session:
-            organiser = await members.register(
+            organiser, org = await seed_organisation(
                 session,
-                telegram_user_id=1,
-                display_name="민지",
-                language="ko",
-                notice_version=1,
+                organiser_id=1,
                 now=now,
-            )
-            org = await organizations.create_organization(
-                session, creator=organiser, name="벤치 주민회", slug="bench", now=now
+                name="벤치 주민회",
+                slug="bench",
+                organiser_name="민지",
             )
             await _bulk_members(session, org.id, telegram_ids, now)
             ids = dict(

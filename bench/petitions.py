@@ -25,6 +25,7 @@ from bench.harness import (
     bot_process,
     people,
     seed_members,
+    seed_organisation,
     text_burst,
     wait_until,
 )
@@ -169,7 +170,7 @@ async def _prepare(database: str, organiser: int, signers: list[int], group: int
     from bot.app import build_runtime
     from bot.config import Config
     from bot.db import migrate, transaction
-    from bot.services import members, organizations, petitions
+    from bot.services import petitions
 
     runtime = build_runtime(Config().replace(database={"url": database, "schema": ""}))
     try:
@@ -177,19 +178,8 @@ async def _prepare(database: str, organiser: int, signers: list[int], group: int
         now = runtime.now()
         await seed_members(runtime.sessions, signers, now)
         async with transaction(runtime.sessions) as session:
-            admin = await members.register(
-                session,
-                telegram_user_id=organiser,
-                display_name="운영자",
-                language="ko",
-                notice_version=1,
-                now=now,
-            )
-            org = await organizations.create_organization(
-                session, creator=admin, name="새솔마을 주민회", slug="saesol", now=now
-            )
-            await organizations.link_chat(
-                session, actor=admin, org=org, chat_id=group, title="새솔 단톡방", now=now
+            admin, org = await seed_organisation(
+                session, organiser_id=organiser, now=now, chat_id=group
             )
             petition = await petitions.create_petition(
                 session,

@@ -35,6 +35,7 @@ from bench.harness import (
     cpu_seconds,
     people,
     percentile,
+    seed_organisation,
     wait_until,
 )
 from bot.app import build_runtime
@@ -147,19 +148,12 @@ async def prepare_moim(database: str, organiser: int, voters: list[int], chat_id
     try:
         await migrate(runtime.engine)
         async with transaction(runtime.sessions) as session:
-            admin = await members.register(
+            admin, org = await seed_organisation(
                 session,
-                telegram_user_id=organiser,
-                display_name="운영자",
-                language="ko",
-                notice_version=1,
+                organiser_id=organiser,
                 now=START,
-            )
-            org = await organizations.create_organization(
-                session, creator=admin, name="새솔마을 주민회", slug="saesol", now=START
-            )
-            await organizations.link_chat(
-                session, actor=admin, org=org, chat_id=chat_id, title="투표 단체방", now=START
+                chat_id=chat_id,
+                chat_title="투표 단체방",
             )
             draft = polls.draft_from_line(
                 "다음 모임 장소는? | 사무실 | 카페 | 온라인 | 자격: 회원",
