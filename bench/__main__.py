@@ -11,7 +11,9 @@ import importlib
 import json
 import os
 import platform
+import sys
 import time
+import traceback
 from pathlib import Path
 
 from bench.harness import Figure, Settings
@@ -41,7 +43,8 @@ def table(figures: list[Figure]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[Figure]:
-    """Run the chosen benchmarks one after another."""
+    """Run the chosen benchmarks one after another; the JSON is rewritten after each, and a
+    benchmark that fails is reported as a failed figure while the others still run."""
     figures: list[Figure] = []
     latencies = [float(x) for x in args.latency_ms.split(",")]
     for module_name in BENCHMARKS:
@@ -51,7 +54,13 @@ async def main_async(args: argparse.Namespace) -> list[Figure]:
         for latency in latencies if module_name in THROUGHPUT else [0.0]:
             settings = Settings(quick=args.quick, latency_ms=latency)
             started = time.monotonic()
-            results = await module.run(settings)
+            try:
+                results = await module.run(settings)
+            except Exception as error:
+                traceback.print_exc()
+                results = [
+                    Figure(module.NAME, f"did not finish: {error}", 0, "", "finishes", False)
+                ]
             for figure in results:
                 if latency:
                     figure.benchmark += f" @{latency:g} ms"
@@ -60,7 +69,25 @@ async def main_async(args: argparse.Namespace) -> list[Figure]:
                 f"{module.NAME} (latency {latency:g} ms): {time.monotonic() - started:.1f} s",
                 flush=True,
             )
+            print(table(results), flush=True)
+            write_json(Path(args.json), figures)
     return figures
+
+
+def write_json(path: Path, figures: list[Figure]) -> None:
+    """The figures so far, with the machine they were measured on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+                f"Python {platform.python_version()}",
+                "figures": [f.as_dict() for f in figures],
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
 
 
 def main() -> None:
@@ -75,19 +102,10 @@ def main() -> None:
     print()
     print(table(figures))
     path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {
-                "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-                f"Python {platform.python_version()}",
-                "figures": [f.as_dict() for f in figures],
-            },
-            ensure_ascii=False,
-            indent=2,
-        )
-    )
+    write_json(path, figures)
     print(f"\nwritten to {path}")
+    if any(f.measure.startswith("did not finish") for f in figures):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

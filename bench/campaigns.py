@@ -143,7 +143,8 @@ async def tap_all(emulator: Emulator, presses: list[dict]) -> float:
 
 async def run(settings: Settings) -> list[Figure]:
     """Sign-ups/s for moim and echo in the same run; at latency 0 also the export."""
-    count = settings.size(5000, 60)
+    # At 50 ms the echo bot handles one update per ~60 ms: 1,000 people keep the run to minutes.
+    count = settings.size(1000 if settings.latency_ms else 5000, 60)
     capacity = count // 5
     figures: list[Figure] = []
     rates = {}
