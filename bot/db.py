@@ -15,6 +15,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.sqlite_driver import one_trip_dbapi
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -32,6 +34,7 @@ def make_engine(
     if is_sqlite(url):
         engine = create_async_engine(
             url,
+            module=one_trip_dbapi(),
             echo=echo,
             # Parameters can hold names and message texts: keep them out of logs and errors.
             hide_parameters=True,
@@ -91,7 +94,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection) -> None:
         # A deferred transaction that reads and then writes can fail with SQLITE_BUSY when
         # another writer got in between; taking the write lock up front serialises cleanly.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.connection.dbapi_connection.begin_immediate()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

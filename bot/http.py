@@ -8,11 +8,14 @@ and keeps connections alive, for a fraction of that (see bench/ and the commit m
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlencode
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class NotSent(Exception):
@@ -97,11 +100,21 @@ class AiohttpRequest(BaseRequest):
             sock_connect=connect_timeout,
             sock_read=read_timeout,
         )
-        body = _form(fields, files) if files else fields
+        headers = None
+        if files:
+            body = _form(fields, files)
+        elif fields:
+            # Encoded here: handing aiohttp a dict builds a multipart writer (and a uuid4
+            # boundary) for every call before it settles on this same urlencoded body.
+            body, headers = urlencode(fields).encode(), FORM_HEADERS
+        else:
+            body = None
         # Failures say whether the request left (see NotSent and NoAnswer): the outbox resends
         # what never left and treats a missing answer as "may have arrived".
         try:
-            async with self._session.request(method, url, data=body, timeout=timeout) as answer:
+            async with self._session.request(
+                method, url, data=body, headers=headers, timeout=timeout
+            ) as answer:
                 return answer.status, await answer.read()
         except aiohttp.ConnectionTimeoutError as error:
             raise TimedOut("Timed out connecting to the Bot API; not sent") from NotSent(error)

@@ -170,6 +170,8 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             undefined=jinja2.StrictUndefined,
+            # Templates ship with the code: no file check on every message.
+            auto_reload=False,
             extensions=["jinja2.ext.i18n", "jinja2.ext.do", "jinja2.ext.loopcontrols"],
         )
         # Whitespace inside {% trans %} collapses, so translators see one clean line.
