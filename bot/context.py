@@ -144,9 +144,11 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
         """Send a message after commit; ``on_sent(message)`` runs afterwards if given."""
 
         async def action(bot: ExtBot) -> None:
+            if on_sent is None:
+                await telegram_io.send(bot, chat_id, rendered, parse=False)
+                return
             messages = await telegram_io.send(bot, chat_id, rendered)
-            if on_sent is not None:
-                await on_sent(messages[-1])
+            await on_sent(messages[-1])
 
         self.later(action, chat_id)
 
@@ -167,7 +169,7 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
             return
         plain = plain_text(text)[:200] if text else None
         self.later(
-            lambda bot: bot.answer_callback_query(query.id, text=plain, show_alert=alert, url=url)
+            lambda bot: telegram_io.answer_query(bot, query.id, plain, alert=alert, url=url)
         )
 
     def replace(self, update: Any, rendered: Rendered, *, notice: str | None = None) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from io import BytesIO
+from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
+from telegram import Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ExtBot
@@ -13,42 +14,64 @@ from telegram.ext import ExtBot
 from bot.render import TELEGRAM_CAPTION_LIMIT, Rendered, split_html, visible_length
 
 log = logging.getLogger(__name__)
-NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+NO_PREVIEW = {"is_disabled": True}
+TIMEOUTS = ("read_timeout", "write_timeout", "connect_timeout", "pool_timeout")
 
 
-def markup(rendered: Rendered) -> InlineKeyboardMarkup | None:
-    """The inline keyboard of a rendered message, if it has buttons."""
+def markup(rendered: Rendered) -> dict | None:
+    """The inline keyboard of a rendered message as Bot API JSON, if it has buttons."""
     if not rendered.buttons:
         return None
-    return InlineKeyboardMarkup(
-        [
+    return {
+        "inline_keyboard": [
             [
-                InlineKeyboardButton(b.text, url=b.url)
+                {"text": b.text, "url": b.url}
                 if b.url
-                else InlineKeyboardButton(b.text, callback_data=b.callback_data)
+                else {"text": b.text, "callback_data": b.callback_data}
                 for b in row
             ]
             for row in rendered.buttons
         ]
-    )
+    }
 
 
-async def send(bot: ExtBot, chat_id: int | str, rendered: Rendered, **options) -> list[Message]:
-    """Send a rendered message; a long one goes in parts, the keyboard on the last part."""
+async def call(bot: ExtBot, method: str, params: dict[str, Any], **timeouts: Any) -> Any:
+    """Make a Bot API call and return Telegram's answer as JSON, not as PTB objects.
+
+    Most replies are never looked at again, and turning the returned message into PTB objects
+    was a good part of a reply's cost. PTB's own path is kept for everything else: defaults,
+    the rate limiter and the mapping of errors to exceptions (Forbidden, RetryAfter, ...).
+    """
+    return await bot._post(method, params)
+
+
+async def send(
+    bot: ExtBot, chat_id: int | str, rendered: Rendered, *, parse: bool = True, **options
+) -> list[Message]:
+    """Send a rendered message; a long one goes in parts, the keyboard on the last part.
+
+    With ``parse=False`` nothing is made of Telegram's answer and the list is empty.
+    """
+    timeouts = {key: options.pop(key) for key in TIMEOUTS if key in options}
     parts = split_html(rendered.text)
     sent = []
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
-        sent.append(
-            await bot.send_message(
-                chat_id,
-                part,
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup(rendered) if last else None,
-                link_preview_options=NO_PREVIEW,
+        answer = await call(
+            bot,
+            "sendMessage",
+            {
+                "chat_id": chat_id,
+                "text": part,
+                "parse_mode": ParseMode.HTML,
+                "reply_markup": markup(rendered) if last else None,
+                "link_preview_options": NO_PREVIEW,
                 **options,
-            )
+            },
+            **timeouts,
         )
+        if parse:
+            sent.append(Message.de_json(answer, bot))
     return sent
 
 
@@ -57,24 +80,36 @@ def is_not_modified(error: BadRequest) -> bool:
     return "not modified" in error.message.lower()
 
 
-async def edit(
-    bot: ExtBot, chat_id: int | str, message_id: int, rendered: Rendered
-) -> Message | bool:
+async def edit(bot: ExtBot, chat_id: int | str, message_id: int, rendered: Rendered) -> None:
     """Replace a message's text and keyboard (a no-op edit counts as done)."""
     text = split_html(rendered.text)[0]
     try:
-        return await bot.edit_message_text(
-            text,
-            chat_id=chat_id,
-            message_id=message_id,
-            parse_mode=ParseMode.HTML,
-            reply_markup=markup(rendered),
-            link_preview_options=NO_PREVIEW,
+        await call(
+            bot,
+            "editMessageText",
+            {
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "text": text,
+                "parse_mode": ParseMode.HTML,
+                "reply_markup": markup(rendered),
+                "link_preview_options": NO_PREVIEW,
+            },
         )
     except BadRequest as error:
-        if is_not_modified(error):
-            return True
-        raise
+        if not is_not_modified(error):
+            raise
+
+
+async def answer_query(
+    bot: ExtBot, query_id: str, text: str | None, *, alert: bool = False, url: str | None = None
+) -> None:
+    """Answer a pressed button (stops its spinner), with a notice, an alert or a link."""
+    await call(
+        bot,
+        "answerCallbackQuery",
+        {"callback_query_id": query_id, "text": text, "show_alert": alert or None, "url": url},
+    )
 
 
 async def send_document(
