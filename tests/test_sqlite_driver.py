@@ -1,0 +1,97 @@
+"""moim's SQLite adapter (one trip per statement, BEGIN with the first one) behaves as SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bot.db import make_engine, make_sessionmaker, transaction
+
+TABLE = sa.Table(
+    "note",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("body", sa.String, nullable=False),
+)
+
+
+async def _engine(tmp_path: Path):
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.sqlite3'}")
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"
+        )
+    return engine
+
+
+async def test_rows_counts_and_ids_come_back_as_from_sqlite(tmp_path):
+    engine = await _engine(tmp_path)
+    sessions = make_sessionmaker(engine)
+    try:
+        async with transaction(sessions) as session:
+            inserted = await session.execute(sa.insert(TABLE).values(body="첫 메모"))
+            await session.execute(sa.insert(TABLE), [{"body": f"메모 {n}"} for n in range(5)])
+            changed = await session.execute(
+                sa.update(TABLE).where(TABLE.c.body.like("메모 %")).values(body="고침")
+            )
+        assert inserted.inserted_primary_key == (1,)
+        assert changed.rowcount == 5
+        async with sessions() as session:
+            rows = (await session.execute(sa.select(TABLE.c.body).order_by(TABLE.c.id))).all()
+            partial = await session.execute(sa.select(TABLE.c.id).order_by(TABLE.c.id))
+            first_two = partial.fetchmany(2)
+        assert [r.body for r in rows] == ["첫 메모"] + ["고침"] * 5
+        assert [r.id for r in first_two] == [1, 2]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_failed_transaction_leaves_nothing_and_the_next_one_works(tmp_path):
+    engine = await _engine(tmp_path)
+    sessions = make_sessionmaker(engine)
+    try:
+        try:
+            async with transaction(sessions) as session:
+                await session.execute(sa.insert(TABLE).values(id=1, body="남지 않을 메모"))
+                await session.execute(sa.insert(TABLE).values(id=1, body="같은 번호"))
+        except sa.exc.IntegrityError:
+            pass
+        async with transaction(sessions) as session:
+            await session.execute(sa.insert(TABLE).values(id=1, body="남는 메모"))
+        async with sessions() as session:
+            bodies = (await session.execute(sa.select(TABLE.c.body))).scalars().all()
+        assert bodies == ["남는 메모"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_writer_waits_for_another_process_lock_then_commits(tmp_path):
+    engine = await _engine(tmp_path)
+    sessions = make_sessionmaker(engine)
+    other = sqlite3.connect(tmp_path / "driver.sqlite3", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO note (body) VALUES ('다른 프로세스')")
+
+        async def write() -> None:
+            async with transaction(sessions) as session:
+                await session.execute(sa.insert(TABLE).values(body="기다린 메모"))
+
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # BEGIN IMMEDIATE waits for the other writer
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, timeout=10)
+        async with sessions() as session:
+            bodies = (
+                (await session.execute(sa.select(TABLE.c.body).order_by(TABLE.c.id)))
+                .scalars()
+                .all()
+            )
+        assert bodies == ["다른 프로세스", "기다린 메모"]
+    finally:
+        other.close()
+        await engine.dispose()
