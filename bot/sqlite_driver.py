@@ -100,15 +100,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         adapted: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
         async with adapted._execute_mutex:
+            # If BEGIN fails (the database stayed locked), the transaction is rolled back and
+            # the next one arms its own BEGIN: nothing to restore here.
             begin, adapted.begin_pending = adapted.begin_pending, False
-            try:
-                outcome = await connection._execute(
-                    _run_statement, connection._conn, operation, parameters, many, begin
-                )
-            except sqlite3.OperationalError:
-                # If BEGIN itself failed (the database stayed locked), the next try begins.
-                adapted.begin_pending = begin and not connection._conn.in_transaction
-                raise
+            outcome = await connection._execute(
+                _run_statement, connection._conn, operation, parameters, many, begin
+            )
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
 

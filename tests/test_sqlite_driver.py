@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from bot.db import make_engine, make_sessionmaker, transaction
@@ -92,6 +93,32 @@ async def test_a_writer_waits_for_another_process_lock_then_commits(tmp_path):
                 .all()
             )
         assert bodies == ["다른 프로세스", "기다린 메모"]
+    finally:
+        other.close()
+        await engine.dispose()
+
+
+async def test_a_writer_that_never_gets_the_lock_is_told_and_the_next_one_begins(tmp_path):
+    engine = await _engine(tmp_path)
+    sessions = make_sessionmaker(engine)
+    async with engine.connect() as connection:  # the one pooled connection: give up fast
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.execute("PRAGMA busy_timeout=50")
+    other = sqlite3.connect(tmp_path / "driver.sqlite3", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sa.exc.OperationalError, match="locked"):
+            async with transaction(sessions) as session:
+                await session.execute(sa.insert(TABLE).values(body="못 쓴 메모"))
+        other.execute("COMMIT")
+        # The next transaction begins properly: its failure takes its first insert with it.
+        with pytest.raises(sa.exc.IntegrityError):
+            async with transaction(sessions) as session:
+                await session.execute(sa.insert(TABLE).values(id=7, body="되돌릴 메모"))
+                await session.execute(sa.insert(TABLE).values(id=7, body="같은 번호"))
+        async with sessions() as session:
+            count = (await session.execute(sa.select(sa.func.count()).select_from(TABLE))).scalar()
+        assert count == 0
     finally:
         other.close()
         await engine.dispose()
