@@ -33,16 +33,16 @@ async def test_rows_counts_and_ids_come_back_as_from_sqlite(tmp_path):
     sessions = make_sessionmaker(engine)
     try:
         async with transaction(sessions) as session:
-            inserted = await session.execute(sa.insert(TABLE).values(body="첫 메모"))
-            await session.execute(sa.insert(TABLE), [{"body": f"메모 {n}"} for n in range(5)])
-            changed = await session.execute(
+            inserted = await session.exec(sa.insert(TABLE).values(body="첫 메모"))
+            await session.exec(sa.insert(TABLE), params=[{"body": f"메모 {n}"} for n in range(5)])
+            changed = await session.exec(
                 sa.update(TABLE).where(TABLE.c.body.like("메모 %")).values(body="고침")
             )
         assert inserted.inserted_primary_key == (1,)
         assert changed.rowcount == 5
         async with sessions() as session:
-            rows = (await session.execute(sa.select(TABLE.c.body).order_by(TABLE.c.id))).all()
-            partial = await session.execute(sa.select(TABLE.c.id).order_by(TABLE.c.id))
+            rows = (await session.exec(sa.select(TABLE.c.body).order_by(TABLE.c.id))).all()
+            partial = await session.exec(sa.select(TABLE.c.id).order_by(TABLE.c.id))
             first_two = partial.fetchmany(2)
         assert [r.body for r in rows] == ["첫 메모"] + ["고침"] * 5
         assert [r.id for r in first_two] == [1, 2]
@@ -56,14 +56,14 @@ async def test_a_failed_transaction_leaves_nothing_and_the_next_one_works(tmp_pa
     try:
         try:
             async with transaction(sessions) as session:
-                await session.execute(sa.insert(TABLE).values(id=1, body="남지 않을 메모"))
-                await session.execute(sa.insert(TABLE).values(id=1, body="같은 번호"))
+                await session.exec(sa.insert(TABLE).values(id=1, body="남지 않을 메모"))
+                await session.exec(sa.insert(TABLE).values(id=1, body="같은 번호"))
         except sa.exc.IntegrityError:
             pass
         async with transaction(sessions) as session:
-            await session.execute(sa.insert(TABLE).values(id=1, body="남는 메모"))
+            await session.exec(sa.insert(TABLE).values(id=1, body="남는 메모"))
         async with sessions() as session:
-            bodies = (await session.execute(sa.select(TABLE.c.body))).scalars().all()
+            bodies = (await session.exec(sa.select(TABLE.c.body))).scalars().all()
         assert bodies == ["남는 메모"]
     finally:
         await engine.dispose()
@@ -79,7 +79,7 @@ async def test_a_writer_waits_for_another_process_lock_then_commits(tmp_path):
 
         async def write() -> None:
             async with transaction(sessions) as session:
-                await session.execute(sa.insert(TABLE).values(body="기다린 메모"))
+                await session.exec(sa.insert(TABLE).values(body="기다린 메모"))
 
         writing = asyncio.create_task(write())
         await asyncio.sleep(0.3)
@@ -88,9 +88,7 @@ async def test_a_writer_waits_for_another_process_lock_then_commits(tmp_path):
         await asyncio.wait_for(writing, timeout=10)
         async with sessions() as session:
             bodies = (
-                (await session.execute(sa.select(TABLE.c.body).order_by(TABLE.c.id)))
-                .scalars()
-                .all()
+                (await session.exec(sa.select(TABLE.c.body).order_by(TABLE.c.id))).scalars().all()
             )
         assert bodies == ["다른 프로세스", "기다린 메모"]
     finally:
@@ -109,15 +107,15 @@ async def test_a_writer_that_never_gets_the_lock_is_told_and_the_next_one_begins
         other.execute("BEGIN IMMEDIATE")
         with pytest.raises(sa.exc.OperationalError, match="locked"):
             async with transaction(sessions) as session:
-                await session.execute(sa.insert(TABLE).values(body="못 쓴 메모"))
+                await session.exec(sa.insert(TABLE).values(body="못 쓴 메모"))
         other.execute("COMMIT")
         # The next transaction begins properly: its failure takes its first insert with it.
         with pytest.raises(sa.exc.IntegrityError):
             async with transaction(sessions) as session:
-                await session.execute(sa.insert(TABLE).values(id=7, body="되돌릴 메모"))
-                await session.execute(sa.insert(TABLE).values(id=7, body="같은 번호"))
+                await session.exec(sa.insert(TABLE).values(id=7, body="되돌릴 메모"))
+                await session.exec(sa.insert(TABLE).values(id=7, body="같은 번호"))
         async with sessions() as session:
-            count = (await session.execute(sa.select(sa.func.count()).select_from(TABLE))).scalar()
+            count = (await session.exec(sa.select(sa.func.count()).select_from(TABLE))).scalar()
         assert count == 0
     finally:
         other.close()
