@@ -42,7 +42,8 @@ async def call(bot: ExtBot, method: str, params: dict[str, Any], **timeouts: Any
     was a good part of a reply's cost. PTB's own path is kept for everything else: defaults,
     the rate limiter and the mapping of errors to exceptions (Forbidden, RetryAfter, ...).
     """
-    return await bot._post(method, params)
+    # Bot._post is the step every PTB method ends in (pinned: python-telegram-bot <23).
+    return await bot._post(method, params, **timeouts)
 
 
 async def send(
