@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -209,3 +210,16 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
     def after_commit(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` (which opens its own session) once this update has committed."""
         self.scope.after_commit.append(work)
+
+    @asynccontextmanager
+    async def attempt(self) -> AsyncIterator[None]:
+        """A part of the update that may fail alone: if it raises, its database changes and
+        the replies it queued are undone, and what came before in the update stays."""
+        scope = self.scope
+        actions, after_commit = len(scope.actions), len(scope.after_commit)
+        try:
+            async with self.session.begin_nested():
+                yield
+        except Exception:
+            del scope.actions[actions:], scope.after_commit[after_commit:]
+            raise

@@ -140,15 +140,12 @@ async def open_deep_link(update: Update, context: MoimContext, payload: str) -> 
     if target is None:
         context.reply(update, context.render("members/unknown_link.html"))
         return
-    scope = context.scope
-    actions, after_commit = len(scope.actions), len(scope.after_commit)
     try:
-        async with context.session.begin_nested():
+        async with context.attempt():
             await target(update, context, match.group(2))
     except DomainError as error:
         # What the link points at refuses (closed, a draft, gone): say so, but keep what came
         # before in this update, such as the registration the person just completed.
-        del scope.actions[actions:], scope.after_commit[after_commit:]
         rendered = context.render(f"{error.feature}/errors.html", code=error.code, **error.params)
         context.reply(update, rendered)
 
