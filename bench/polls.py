@@ -105,7 +105,7 @@ async def burst(settings: Settings) -> list[Figure]:
                     Figure(
                         name,
                         f"{kind}: CPU per press",
-                        ms(cpu[kind]),
+                        round(cpu[kind] * 1000, 2),
                         "ms",
                         note="the bot's own process, user + system",
                     )

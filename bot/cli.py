@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
@@ -133,6 +134,19 @@ def tune_for_serving() -> None:
     sys.setswitchinterval(0.0005)
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop where it is installed (Linux, macOS), else asyncio's own.
+
+    Measured with the polls burst in bench/: CPU per vote 1.66 → 1.56 ms. Its loop, sockets
+    and timers are C; asyncio's are Python, and a busy bot spends a fifth of its time there.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
 def run(config: Config) -> int:
     """`moim run`: long polling, or the webhook server in webhook mode."""
     if not config.telegram.token:
@@ -147,8 +161,10 @@ def run(config: Config) -> int:
     if config.telegram.mode == "webhook":
         from bot.webhook import serve_webhook
 
-        asyncio.run(serve_webhook(application, config))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve_webhook(application, config))
         return 0
+    asyncio.set_event_loop(event_loop_factory()())
     application.run_polling(
         allowed_updates=[
             "message",

@@ -108,3 +108,24 @@ def test_example_config_documents_every_option_and_loads():
         assert parsed[section][key] == default, f"{section}.{key} default differs"
         assert re.search(rf"#.*\n{re.escape(key)} =", text), f"{section}.{key} has no comment"
     load_config(ROOT / "config.example.toml", environ={})
+
+
+def test_run_serves_on_uvloop_and_falls_back_to_asyncio(monkeypatch):
+    """`moim run` takes uvloop's event loop where it is installed, asyncio's where not."""
+    import sys
+
+    import uvloop
+
+    from bot.cli import event_loop_factory
+
+    loop = event_loop_factory()()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as on Windows: the import fails
+    loop = event_loop_factory()()
+    try:
+        assert type(loop).__module__.startswith("asyncio")
+    finally:
+        loop.close()
