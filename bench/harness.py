@@ -170,19 +170,6 @@ async def bot_process(
         await stop_process(process)
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) a process has used so far; None where /proc is missing.
-
-    On a shared machine wall-clock rates swing with the neighbours' load; CPU per update
-    is the steadier figure to compare bots by.
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def wait_until(condition, *, timeout: float, interval: float = 0.02) -> float:  # noqa: ASYNC109
     """Poll an async condition until true; returns when it became true (monotonic)."""
     deadline = time.monotonic() + timeout
