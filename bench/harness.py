@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
@@ -16,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.config import Config
 from bot.emulator.client import EmulatorClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +50,57 @@ class Figure:
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchDatabase:
+    """Where moim keeps one run's data: a fresh SQLite file, or a fresh PostgreSQL schema."""
+
+    label: str
+    url: str
+    schema: str = ""
+
+    def config(self) -> Config:
+        """moim's configuration for this database (for seeding and checking in-process)."""
+        return Config().replace(database={"url": self.url, "schema": self.schema})
+
+    def environment(self) -> dict[str, str]:
+        """The same for a `moim run` process."""
+        return {"MOIM_DATABASE_URL": self.url, "MOIM_DATABASE_SCHEMA": self.schema}
+
+
+def postgres_url() -> str:
+    """The PostgreSQL the benchmarks may use (MOIM_BENCH_DATABASE_URL, else the tests' one)."""
+    return os.environ.get("MOIM_BENCH_DATABASE_URL") or os.environ.get(
+        "MOIM_TEST_DATABASE_URL", ""
+    )
+
+
+def database_labels(latency_ms: float = 0.0) -> list[str]:
+    """Where moim keeps its data in a burst: SQLite always; PostgreSQL too when one is
+    configured, at latency 0 (with Bot API latency, waiting hides the database)."""
+    return ["SQLite", "PostgreSQL"] if postgres_url() and not latency_ms else ["SQLite"]
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(label: str) -> AsyncIterator[BenchDatabase]:
+    """A database nobody used before, gone afterwards."""
+    if label == "SQLite":
+        with tempfile.TemporaryDirectory() as scratch:
+            yield BenchDatabase(label, f"sqlite+aiosqlite:///{Path(scratch) / 'bench.sqlite3'}")
+        return
+    database = BenchDatabase(label, postgres_url(), "bench_" + secrets.token_hex(4))
+    try:
+        yield database  # moim creates the schema on its first connection
+    finally:
+        engine = create_async_engine(database.url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    sa.text(f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE')
+                )
+        finally:
+            await engine.dispose()
 
 
 @dataclass

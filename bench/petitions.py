@@ -9,20 +9,21 @@ database must hold exactly N signatures and the organiser must have been told of
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from bench.harness import (
     TOKEN,
     UNLIMITED,
+    BenchDatabase,
     Emulator,
     Figure,
     Settings,
     add_members,
     bot_process,
+    database_labels,
+    fresh_database,
     people,
     process_cpu_seconds,
     seed_members,
@@ -36,10 +37,20 @@ MILESTONES = (25, 50, 75, 100)
 
 
 async def run(settings: Settings) -> list[Figure]:
+    """The signing burst with moim on SQLite, and on PostgreSQL (at latency 0) when one is
+    configured."""
+    figures = []
+    for label in database_labels(settings.latency_ms):
+        figures += await signing_on(settings, label)
+    return figures
+
+
+async def signing_on(settings: Settings, label: str) -> list[Figure]:
     """N people sign at once; signatures/s for moim, presses answered/s for echo."""
     # At 50 ms the echo bot handles one update per ~60 ms: 1,000 people keep the run to minutes.
     count = settings.size(1_000 if settings.latency_ms else 10_000, 40)
-    rates, cpu_ms, checks = await _measure(settings, count)
+    name = f"{NAME} ({label})"
+    rates, cpu_ms, checks = await _measure(settings, count, label)
     echo, moim = rates["echo"], rates["moim"]
     ratio = moim / echo
     counted, rows, milestone_batches, milestone_messages = checks
@@ -47,20 +58,20 @@ async def run(settings: Settings) -> list[Figure]:
     once = milestone_batches == dict.fromkeys(MILESTONES, 1) and milestone_messages == 4
     return [
         Figure(
-            NAME,
+            name,
             f"echo: button presses answered per second ({count} people)",
             round(echo, 1),
             "presses/s",
         ),
         Figure(
-            NAME,
+            name,
             f"moim: signatures per second, end to end ({count} people)",
             round(moim, 1),
             "signatures/s",
         ),
         *(
             Figure(
-                NAME,
+                name,
                 f"{kind}: CPU of the bot's process per press",
                 round(cpu_ms[kind], 2),
                 "ms",
@@ -68,9 +79,9 @@ async def run(settings: Settings) -> list[Figure]:
             )
             for kind in ("echo", "moim")
         ),
-        Figure(NAME, "moim / echo", round(ratio * 100, 1), "%", target="≥ 50 %", met=ratio >= 0.5),
+        Figure(name, "moim / echo", round(ratio * 100, 1), "%", target="≥ 50 %", met=ratio >= 0.5),
         Figure(
-            NAME,
+            name,
             "signatures counted (stored count = signature rows)",
             counted,
             "",
@@ -79,7 +90,7 @@ async def run(settings: Settings) -> list[Figure]:
             note=f"rows: {rows}",
         ),
         Figure(
-            NAME,
+            name,
             "milestone messages to the organiser",
             milestone_messages,
             "",
@@ -121,10 +132,9 @@ async def _press_all(client, signers, chat_id, message_id, data, *, forge, messa
     return finished - started
 
 
-async def _measure(settings: Settings, count: int):
+async def _measure(settings: Settings, count: int, label: str):
     """One emulator: the echo bot first, then moim, over the same people and group."""
-    with tempfile.TemporaryDirectory() as scratch:
-        database = f"sqlite+aiosqlite:///{Path(scratch) / 'bench.sqlite3'}"
+    async with fresh_database(label) as database:
         async with Emulator(latency_ms=settings.latency_ms) as emulator:
             client = emulator.client
             signers = await people(client, count)
@@ -151,7 +161,10 @@ async def _measure(settings: Settings, count: int):
                 await wait_until(confirmed, timeout=60)
             petition_id = await _prepare(database, organiser, signers, group, goal=count)
             async with bot_process(
-                "moim", emulator, database_url=database, environment=UNLIMITED
+                "moim",
+                emulator,
+                database_url=database.url,
+                environment={**UNLIMITED, **database.environment()},
             ) as process:
                 since = await client.seq()
                 await client.send_text(
@@ -186,14 +199,15 @@ async def _milestone_texts(client, organiser: int) -> list[str]:
     ]
 
 
-async def _prepare(database: str, organiser: int, signers: list[int], group: int, *, goal: int):
+async def _prepare(
+    database: BenchDatabase, organiser: int, signers: list[int], group: int, *, goal: int
+):
     """The organisation, its linked group, the petition, and N registered people."""
     from bot.app import build_runtime
-    from bot.config import Config
     from bot.db import migrate, transaction
     from bot.services import petitions
 
-    runtime = build_runtime(Config().replace(database={"url": database, "schema": ""}))
+    runtime = build_runtime(database.config())
     try:
         await migrate(runtime.engine)
         now = runtime.now()
@@ -217,14 +231,13 @@ async def _prepare(database: str, organiser: int, signers: list[int], group: int
         await runtime.engine.dispose()
 
 
-async def _verify(database: str, petition_id: int):
+async def _verify(database: BenchDatabase, petition_id: int):
     """The stored count, the signature rows, and outbox rows per milestone."""
     from bot.app import build_runtime
-    from bot.config import Config
     from bot.db import transaction
     from models import Delivery, Petition, Signature
 
-    runtime = build_runtime(Config().replace(database={"url": database, "schema": ""}))
+    runtime = build_runtime(database.config())
     try:
         async with transaction(runtime.sessions) as session:
             petition = await session.get(Petition, petition_id)

@@ -4,6 +4,8 @@ Burst: N distinct registered members tap an option on one poll card in their gro
 once (the emulator injects the presses as fast as it can). Figures: votes/s end to end (first
 press to last answer), p50/p99 from each press to its callback answer, and the bare echo bot
 answering the same presses in the same run; then every vote is checked to be counted once.
+moim keeps its data in SQLite, and in a second run (latency 0 only) in PostgreSQL when one is
+configured (below).
 
 Tally: 1,000,000 ballots of one poll (open votes, and a secret ballot box) are generated in
 SQL, then counted with the same code /results uses — SQL aggregates only, no ballot is loaded
@@ -15,23 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import secrets
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.harness import (
     TOKEN,
     UNLIMITED,
+    BenchDatabase,
     Emulator,
     Figure,
     Settings,
     bot_process,
+    database_labels,
+    fresh_database,
     people,
     percentile,
     process_cpu_seconds,
@@ -39,7 +39,6 @@ from bench.harness import (
     wait_until,
 )
 from bot.app import build_runtime
-from bot.config import Config
 from bot.db import migrate, transaction
 from bot.services import members, organizations, polls
 from models import Membership, Organization, Poll, PollVote, Role, Tier
@@ -49,8 +48,8 @@ START = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
 async def run(settings: Settings) -> list[Figure]:
-    """The burst (SQLite, at each latency) and the tally (SQLite, and PostgreSQL when
-    configured; once, it does not depend on the Bot API)."""
+    """The burst (SQLite at each latency, PostgreSQL at 0 ms) and the tally (SQLite, and
+    PostgreSQL when configured; once, it does not depend on the Bot API)."""
     figures = await burst(settings)
     if not settings.latency_ms:
         figures += await tally_figures(settings)
@@ -61,13 +60,20 @@ async def run(settings: Settings) -> list[Figure]:
 
 
 async def burst(settings: Settings) -> list[Figure]:
+    """The burst with moim on SQLite, and on PostgreSQL (at latency 0) when one is configured."""
+    figures = []
+    for label in database_labels(settings.latency_ms):
+        figures += await burst_on(settings, label)
+    return figures
+
+
+async def burst_on(settings: Settings, label: str) -> list[Figure]:
     """N members vote at once; moim's votes/s and answer latency beside the echo bot's."""
     count = settings.size(1000, 30)
-    name = f"poll burst ({count} voters)"
+    name = f"poll burst ({count} voters, {label})"
     rates, cpu, figures = {}, {}, []
     for kind in ("echo", "moim"):
-        with tempfile.TemporaryDirectory() as scratch:
-            database = f"sqlite+aiosqlite:///{Path(scratch) / 'bench.sqlite3'}"
+        async with fresh_database(label) as database:
             async with Emulator(latency_ms=settings.latency_ms) as emulator:
                 client = emulator.client
                 organiser, *voters = await people(client, count + 1, prefix="v")
@@ -78,7 +84,10 @@ async def burst(settings: Settings) -> list[Figure]:
                 if kind == "moim":
                     await prepare_moim(database, organiser, voters, group["id"])
                 async with bot_process(
-                    kind, emulator, database_url=database, environment=UNLIMITED
+                    kind,
+                    emulator,
+                    database_url=database.url,
+                    environment={**UNLIMITED, **database.environment()},
                 ) as process:
                     message_id = await card_message(emulator, kind, organiser, group["id"])
                     cpu_before = process_cpu_seconds(process.pid)
@@ -142,9 +151,11 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
-async def prepare_moim(database: str, organiser: int, voters: list[int], chat_id: int) -> None:
+async def prepare_moim(
+    database: BenchDatabase, organiser: int, voters: list[int], chat_id: int
+) -> None:
     """The organisation, its members, the linked group and an open poll, written directly."""
-    runtime = build_runtime(Config().replace(database={"url": database}))
+    runtime = build_runtime(database.config())
     try:
         await migrate(runtime.engine)
         async with transaction(runtime.sessions) as session:
@@ -228,42 +239,30 @@ async def press_all(
     return max(report["span"], time.monotonic() - started - 0.05), report
 
 
-async def votes_counted(database: str) -> int:
+async def votes_counted(database: BenchDatabase) -> int:
     """Open votes stored for the poll: one per voter if nothing was lost or doubled."""
-    engine = create_async_engine(database)
+    runtime = build_runtime(database.config())
     try:
-        async with engine.connect() as connection:
+        async with transaction(runtime.sessions) as session:
             return (
-                await connection.execute(
+                await session.execute(
                     sa.select(sa.func.count()).select_from(PollVote).where(PollVote.poll_id == 1)
                 )
             ).scalar_one()
     finally:
-        await engine.dispose()
+        await runtime.engine.dispose()
 
 
 # --- counting a million ballots ---------------------------------------------------------------
-
-
-def postgres_url() -> str:
-    return os.environ.get("MOIM_BENCH_DATABASE_URL") or os.environ.get(
-        "MOIM_TEST_DATABASE_URL", ""
-    )
 
 
 async def tally_figures(settings: Settings) -> list[Figure]:
     """Count 1,000,000 open votes and 1,000,000 secret ballots on each database."""
     ballots = settings.size(1_000_000, 2_000)
     figures = []
-    backends = [("SQLite", None)]
-    if postgres_url():
-        backends.append(("PostgreSQL", postgres_url()))
-    for label, url in backends:
-        with tempfile.TemporaryDirectory() as scratch:
-            schema = "" if url is None else "bench_" + secrets.token_hex(4)
-            database = url or f"sqlite+aiosqlite:///{Path(scratch) / 'tally.sqlite3'}"
-            config = Config().replace(database={"url": database, "schema": schema})
-            runtime = build_runtime(config)
+    for label in database_labels():
+        async with fresh_database(label) as database:
+            runtime = build_runtime(database.config())
             try:
                 await migrate(runtime.engine)
                 for kind in ("open votes", "secret ballots", "ranked secret ballots"):
@@ -284,9 +283,6 @@ async def tally_figures(settings: Settings) -> list[Figure]:
                         )
                     )
             finally:
-                if schema:
-                    async with runtime.engine.begin() as connection:
-                        await connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
                 await runtime.engine.dispose()
     return figures
 
