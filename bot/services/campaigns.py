@@ -15,6 +15,7 @@ transaction, so they go out once the change has committed, and never if it rolle
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -464,6 +465,28 @@ async def get_campaign(session: AsyncSession, campaign_id: int) -> Campaign:
     return campaign
 
 
+@functools.cache
+def _lock_statements():
+    """The two statements of ``_lock``, built once: a sign-up tap costs less without
+    building them again (their compiled form is cached by SQLAlchemy either way)."""
+    campaign = (
+        select(Campaign, Organization)
+        .join(Organization, Organization.id == Campaign.organization_id)
+        .where(Campaign.id == sa.bindparam("campaign_id"))
+        .with_for_update(of=Campaign)
+        .execution_options(populate_existing=True)
+    )
+    signup = (
+        select(Signup)
+        .where(
+            Signup.campaign_id == sa.bindparam("campaign_id"),
+            Signup.member_id == sa.bindparam("member_id"),
+        )
+        .execution_options(populate_existing=True)
+    )
+    return campaign, signup
+
+
 async def _lock(
     session: AsyncSession, campaign_id: int, member_id: int | None = None
 ) -> tuple[Campaign, Organization, Signup | None]:
@@ -474,15 +497,8 @@ async def _lock(
     statement sees the data as of its start, so reading it in the locking statement could miss
     a promotion committed while we waited for the lock.
     """
-    row = (
-        await session.exec(
-            select(Campaign, Organization)
-            .join(Organization, Organization.id == Campaign.organization_id)
-            .where(Campaign.id == campaign_id)
-            .with_for_update(of=Campaign)
-            .execution_options(populate_existing=True)
-        )
-    ).first()
+    lock_campaign, find_signup = _lock_statements()
+    row = (await session.exec(lock_campaign, params={"campaign_id": campaign_id})).first()
     if row is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     campaign, org = row
@@ -490,9 +506,7 @@ async def _lock(
     if member_id is not None:
         signup = (
             await session.exec(
-                select(Signup)
-                .where(Signup.campaign_id == campaign_id, Signup.member_id == member_id)
-                .execution_options(populate_existing=True)
+                find_signup, params={"campaign_id": campaign_id, "member_id": member_id}
             )
         ).first()
     return campaign, org, signup
