@@ -131,7 +131,8 @@ class JobRunner:
         return job
 
     async def maintain(self) -> None:
-        """Once an hour: forget old update ids, abandoned conversations, inactive people."""
+        """Once an hour: forget old update ids, abandoned conversations, finished jobs and
+        inactive people."""
         runtime = self.runtime
         now = runtime.now()
         if self._last_maintenance and now - self._last_maintenance < MAINTENANCE_EVERY:
@@ -140,6 +141,7 @@ class JobRunner:
         async with transaction(runtime.sessions) as session:
             await updates.prune(session, now=now)
             await conversations.prune(session, now=now)
+            await jobs.prune(session, now=now)
         async with transaction(runtime.sessions) as session:
             erased = await privacy.erase_inactive(
                 session,

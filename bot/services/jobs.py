@@ -11,6 +11,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import JobStatus, ScheduledJob
 
+# Done and cancelled jobs are history after this; dead ones stay for the operator to look at.
+KEEP_FINISHED_FOR = dt.timedelta(days=30)
+
 
 async def schedule(
     session: AsyncSession,
@@ -122,6 +125,21 @@ async def next_due_at(session: AsyncSession) -> dt.datetime | None:
             )
         )
     ).one()
+
+
+async def prune(session: AsyncSession, *, now: dt.datetime) -> int:
+    """Forget jobs done or cancelled over 30 days ago; returns how many.
+
+    Nothing reads them again: scheduling a key replaces its row whether or not one is there.
+    """
+    finished = sa.func.coalesce(ScheduledJob.finished_at, ScheduledJob.due_at)
+    result = await session.exec(
+        sa.delete(ScheduledJob).where(
+            ScheduledJob.status.in_((JobStatus.DONE, JobStatus.CANCELLED)),
+            finished < now - KEEP_FINISHED_FOR,
+        )
+    )
+    return result.rowcount or 0
 
 
 async def by_key(session: AsyncSession, key: str) -> ScheduledJob | None:
