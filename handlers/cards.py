@@ -76,13 +76,12 @@ async def item_chosen(update: Update, context: MoimContext) -> None:
 async def _item(update: Update, context: MoimContext, kind: str, item_id: int) -> None:
     """Post the item here (inside a linked group), or ask which group."""
     org = await _owner_org(context, kind, item_id)
+    groups = await organizations.posting_chats(context.session, org)
     if not is_private(update):
-        linked = await organizations.linked_chat(context.session, update.effective_chat.id)
-        if linked is None or linked.organization_id != org.id:
+        if update.effective_chat.id not in {group.chat_id for group in groups}:
             raise InvalidInput(field="post", reason="not_linked_here")
         await _post(context, kind, item_id, update.effective_chat.id)
         return
-    groups = await organizations.linked_chats(context.session, org)
     if not groups:
         context.reply(update, context.render("cards/no_group.html", org=org))
     elif len(groups) == 1:
@@ -105,8 +104,15 @@ async def group_chosen(update: Update, context: MoimContext) -> None:
         raise StaleButton()
     kind = parsed.str_arg(0)
     org = await _owner_org(context, kind, item_id)
-    linked = await organizations.linked_chat(context.session, chat_id)
-    if linked is None or linked.organization_id != org.id:
+    linked = next(
+        (
+            group
+            for group in await organizations.posting_chats(context.session, org)
+            if group.chat_id == chat_id
+        ),
+        None,
+    )
+    if linked is None:
         raise StaleButton()
     context.answer(update)
     await _post(context, kind, item_id, chat_id)

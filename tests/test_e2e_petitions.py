@@ -322,3 +322,38 @@ async def test_bad_one_line_input_explains_the_grammar(local):
     assert "‘어제쯤’을(를) 날짜와 시각으로 읽지 못했습니다" in reply
     async with transaction(local.runtime.sessions) as session:
         assert (await session.exec(sa.select(sa.func.count()).select_from(Petition))).one() == (0,)
+
+
+async def test_network_petition_card_goes_to_member_groups_chats_and_counts_there(local):
+    """A network co-sponsors its petition with its member groups: the card can be posted in a
+    member group's chat, and signatures tapped there count for that group."""
+    minji, saesol_chat = await organiser_with_group(local)
+    await minji.say("/new_org 서울 기후 연대 | seoul-net | network")
+    await minji.say("/network_add seoul-net saesol")
+    await minji.say("/new_org 하늘 협동조합 | haneul")
+    haneul_chat = local.emulator.create_group("하늘 조합원방")["id"]
+    local.emulator.add_member(haneul_chat, minji.id)
+    local.emulator.add_bot_to_group(local.token, haneul_chat, by_user_id=minji.id)
+    await local.settle()
+    await minji.say("/link_group haneul", chat_id=haneul_chat)
+    created = await minji.say("/new_petition 기후 조례 제정 | 서울시의회 | 10 | seoul-net\n조례를 만들어 주세요.")
+    assert "청원 #1" in created[-1]["text"], created[-1]["text"]
+
+    # The network has no chat of its own: its one member group's chat is where the card goes.
+    await minji.say("/post petition 1")
+    card = minji.last(saesol_chat)
+    assert "기후 조례 제정" in card["text"] and "✍️ 서명하기" in buttons(card)
+    assert "새솔" in minji.last()["text"]  # told where it went
+    # Inside the chat of a group outside the network it is refused, and nothing is posted.
+    refused = (await minji.say("/post petition 1", chat_id=haneul_chat))[-1]
+    assert "단체방이 아닙니다" in refused["text"]
+    assert not any("기후 조례 제정" in text for text in texts(minji, haneul_chat))
+
+    # 서준, not a member of any group, signs from the card in 새솔's chat: it counts for 새솔.
+    seojun = Person(local, "서준")
+    await register(seojun)
+    local.emulator.add_member(saesol_chat, seojun.id)
+    answer = await seojun.tap("서명하기", chat_id=saesol_chat)
+    assert "서명했습니다" in answer["text"]
+    summary = (await minji.say("/signatures 1"))[-1]["text"]
+    assert "새솔마을 주민회 — 1" in summary and "서울 기후 연대 — 0" in summary

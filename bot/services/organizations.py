@@ -407,6 +407,22 @@ async def linked_chats(session: AsyncSession, org: Organization) -> list[LinkedC
     )
 
 
+async def posting_chats(session: AsyncSession, org: Organization) -> list[LinkedChat]:
+    """The group chats the organisation's cards may be posted in: its own first, then, for a
+    network, its member groups' (they co-host its campaigns and co-sponsor its petitions)."""
+    owners = [org.id]
+    if org.kind == OrgKind.NETWORK:
+        owners += [group.id for group in await network_groups(session, org)]
+    chats = (
+        await session.exec(
+            select(LinkedChat)
+            .where(LinkedChat.organization_id.in_(owners))
+            .order_by(LinkedChat.id)
+        )
+    ).all()
+    return sorted(chats, key=lambda chat: chat.organization_id != org.id)
+
+
 async def migrate_chat(session: AsyncSession, *, old_chat_id: int, new_chat_id: int) -> bool:
     """A group became a supergroup: keep its link under the new chat id."""
     await cards.drop_chat(session, old_chat_id)
