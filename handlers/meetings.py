@@ -178,7 +178,7 @@ async def _create(update: Update, context: MoimContext, org, draft) -> None:
     await conversations.finish(
         context.session, chat_id=update.effective_chat.id, user_id=update.effective_user.id
     )
-    groups = await organizations.linked_chats(context.session, org)
+    groups = await organizations.posting_chats(context.session, org)
     context.reply(
         update, context.render("meetings/created.html", meeting=meeting, org=org, groups=groups)
     )

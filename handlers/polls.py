@@ -194,7 +194,7 @@ async def _publish(update: Update, context: MoimContext, org, draft: polls.PollD
         is_bot_admin=await context.is_admin(),
         now=context.now,
     )
-    groups = await organizations.linked_chats(context.session, org)
+    groups = await organizations.posting_chats(context.session, org)
     context.reply(update, context.render("polls/created.html", poll=poll, org=org, groups=groups))
     await show_card(context, KIND, poll.id, update.effective_chat.id)
 

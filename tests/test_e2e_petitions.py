@@ -336,8 +336,10 @@ async def test_network_petition_card_goes_to_member_groups_chats_and_counts_ther
     local.emulator.add_bot_to_group(local.token, haneul_chat, by_user_id=minji.id)
     await local.settle()
     await minji.say("/link_group haneul", chat_id=haneul_chat)
-    created = await minji.say("/new_petition 기후 조례 제정 | 서울시의회 | 10 | seoul-net\n조례를 만들어 주세요.")
-    assert "청원 #1" in created[-1]["text"], created[-1]["text"]
+    created = await minji.say(
+        "/new_petition 기후 조례 제정 | 서울시의회 | 10 | seoul-net\n조례를 만들어 주세요."
+    )
+    assert "청원 #1" in created[-1]["text"]
 
     # The network has no chat of its own: its one member group's chat is where the card goes.
     await minji.say("/post petition 1")

@@ -394,19 +394,6 @@ async def linked_chat(session: AsyncSession, chat_id: int) -> LinkedChat | None:
     return (await session.exec(select(LinkedChat).where(LinkedChat.chat_id == chat_id))).first()
 
 
-async def linked_chats(session: AsyncSession, org: Organization) -> list[LinkedChat]:
-    """Every Telegram group attached to the organisation."""
-    return list(
-        (
-            await session.exec(
-                select(LinkedChat)
-                .where(LinkedChat.organization_id == org.id)
-                .order_by(LinkedChat.id)
-            )
-        ).all()
-    )
-
-
 async def posting_chats(session: AsyncSession, org: Organization) -> list[LinkedChat]:
     """The group chats the organisation's cards may be posted in: its own first, then, for a
     network, its member groups' (they co-host its campaigns and co-sponsor its petitions)."""
