@@ -21,7 +21,7 @@ from telegram import Update
 
 from bot.config import Config
 from bot.context import MoimApplication
-from bot.processing import DatabaseUnavailable
+from bot.processing import DatabaseUnavailable, is_transient
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member", "channel_post"]
@@ -63,11 +63,17 @@ def create_webhook_app(application: MoimApplication, config: Config) -> Starlett
     async def health(_request: Request) -> Response:
         from sqlalchemy import text
 
-        try:
-            async with application.runtime.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception:
-            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        # Twice at most: after a database restart the first pooled connection fails once
+        # (there is no ping before use), and SQLAlchemy renews the pool for the second try.
+        for attempt in (1, 2):
+            try:
+                async with application.runtime.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+            except Exception as error:
+                if attempt == 2 or not is_transient(error):
+                    return JSONResponse({"status": "database unavailable"}, status_code=503)
+            else:
+                break
         return JSONResponse({"status": "ok", "instance": application.runtime.instance_id})
 
     return Starlette(

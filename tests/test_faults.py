@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import time
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.db import transaction
 from bot.emulator.limits import Faults
 from bot.services import jobs
+from bot.webhook import create_webhook_app
 from models import JobStatus, Member, Tier
 from tests.conftest import POSTGRES_URL
 from tests.e2e import Person, register
@@ -146,6 +148,45 @@ if POSTGRES_URL:  # SQLite has no server whose connections could be lost
         async with transaction(local.runtime.sessions) as session:
             names = (await session.exec(sa.select(Member.display_name))).scalars().all()
         assert sorted(names) == sorted(f"새이름{n}" for n in range(12))
+
+    @pytest.mark.parametrize("backend", ["postgresql"])
+    async def test_after_the_server_dropped_idle_connections_nothing_notices(local, config):
+        """moim does not ping a pooled connection before each use: one the server dropped
+        fails once and the pool is renewed. Neither the health check nor a person sees it."""
+        people = [Person(local, f"주민{n}") for n in range(4)]
+        for person in people:
+            await register(person)  # the pool now holds connections, idle
+        killer = create_async_engine(POSTGRES_URL)
+        try:
+            async with killer.connect() as connection:
+                killed = (
+                    await connection.execute(
+                        sa.text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE application_name = :name"
+                        ),
+                        {"name": f"moim:{config.database.schema}"},
+                    )
+                ).scalar_one()
+        finally:
+            await killer.dispose()
+        assert killed > 0
+        webhook_config = config.replace(
+            telegram={
+                "mode": "webhook",
+                "webhook_url": "https://moim.example.org/telegram",
+                "webhook_secret": "s3cret-s3cret-s3cret",
+                "token": "x",
+            }
+        )
+        app = create_webhook_app(local.application, webhook_config)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://moim"
+        ) as client:
+            health = await client.get("/healthz")
+        assert (health.status_code, health.json()["status"]) == (200, "ok")
+        renamed = (await people[0].say("/name 새이름"))[-1]
+        assert "새이름" in renamed["text"]
 
 
 async def test_a_429_burst_is_waited_out_and_every_message_arrives_once(quiet_local, clock):
