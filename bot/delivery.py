@@ -194,9 +194,8 @@ class OutboxSender:
                 chat_id=error.new_chat_id,
             )
         except RetryAfter as error:
-            seconds = error.retry_after
-            seconds = seconds.total_seconds() if hasattr(seconds, "total_seconds") else seconds
-            return self._retry(delivery, f"429 retry after {seconds}", float(seconds))
+            seconds = telegram_io.retry_after_seconds(error)
+            return self._retry(delivery, f"429 retry after {seconds:g}", seconds)
         except BadRequest as error:
             # Telegram will refuse the same request again: no retry.
             return Outcome(delivery.id, DeliveryStatus.FAILED, error=f"400 {error.message}")

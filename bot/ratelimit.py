@@ -16,6 +16,8 @@ from typing import Any
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
+from bot.telegram_io import retry_after_seconds
+
 log = logging.getLogger(__name__)
 
 SEND_METHODS = frozenset(
@@ -151,10 +153,9 @@ class TelegramRateLimiter(BaseRateLimiter[dict]):
                 return await callback(*args, **kwargs)
             except RetryAfter as error:
                 self.retry_after_count += 1
-                seconds = error.retry_after
-                seconds = seconds.total_seconds() if hasattr(seconds, "total_seconds") else seconds
+                seconds = retry_after_seconds(error)
                 now = self._monotonic()
-                until = now + float(seconds)
+                until = now + seconds
                 if chat_id is not None:
                     self._chat_schedule(_chat_key(chat_id), now).pause_until(until)
                 if chat_id is None or self._looks_bot_wide(_chat_key(chat_id), now):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import warnings
 from io import BytesIO
 from typing import Any
 
 from telegram import Message
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, RetryAfter
 from telegram.ext import ExtBot
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.render import TELEGRAM_CAPTION_LIMIT, Rendered, split_html, visible_length
 
@@ -74,6 +77,18 @@ async def send(
         if parse:
             sent.append(Message.de_json(answer, bot))
     return sent
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    """How long Telegram told us to wait, in seconds.
+
+    PTB 22 gives an int with a deprecation warning (a timedelta in its next major version, or
+    now with PTB_TIMEDELTA=1); either is read here, without the warning in every 429's log.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = error.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
 def is_not_modified(error: BadRequest) -> bool:

@@ -47,3 +47,24 @@ async def test_a_refused_connection_is_a_network_error():
         async with Bot(TOKEN, base_url=f"http://127.0.0.1:{port}/bot", request=request) as bot:
             await asyncio.wait_for(bot.send_message(1, "x"), 5)
     assert not isinstance(caught.value, TimedOut)
+
+
+def test_retry_after_is_read_in_seconds_without_a_warning(monkeypatch):
+    """Telegram's "retry after N" is read as seconds, whichever type PTB gives (int today, a
+    timedelta with PTB_TIMEDELTA=1 or in its next major version), and no warning is logged."""
+    import datetime as dt
+    import warnings
+
+    from telegram.error import RetryAfter
+
+    from bot.telegram_io import retry_after_seconds
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PTB's own constructor reads the value too
+        as_int = RetryAfter(3)
+        as_timedelta = RetryAfter(dt.timedelta(seconds=2.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deprecation warning here would fail the test
+        assert retry_after_seconds(as_int) == 3.0
+        monkeypatch.setenv("PTB_TIMEDELTA", "1")
+        assert retry_after_seconds(as_timedelta) == 2.5
