@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import time
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -15,7 +14,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.db import transaction
 from bot.emulator.limits import Faults
 from bot.services import jobs
-from bot.webhook import create_webhook_app
 from models import JobStatus, Member, Tier
 from tests.conftest import POSTGRES_URL
 from tests.e2e import Person, register
@@ -25,7 +23,7 @@ from tests.test_e2e_broadcasts import (
     _organiser,
     _received,
 )
-from tests.test_robustness import _update
+from tests.test_robustness import _update, webhook_client
 
 
 async def test_a_dropped_database_connection_is_retried_and_handled_once(local, caplog):
@@ -108,6 +106,19 @@ async def test_clock_jumps_run_due_work_once_and_nothing_early(runtime, clock):
     assert statuses == {JobStatus.DONE}
 
 
+async def _drop_moim_connections(killer, config) -> int:
+    """The PostgreSQL server ends every connection of this test's moim (as a restart would)."""
+    async with killer.connect() as connection:
+        result = await connection.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :name"
+            ),
+            {"name": f"moim:{config.database.schema}"},
+        )
+        return result.scalar_one()
+
+
 if POSTGRES_URL:  # SQLite has no server whose connections could be lost
 
     @pytest.mark.parametrize("backend", ["postgresql"])
@@ -118,25 +129,12 @@ if POSTGRES_URL:  # SQLite has no server whose connections could be lost
         for person in people:
             await register(person)
         killer = create_async_engine(POSTGRES_URL)
-        application_name = f"moim:{config.database.schema}"
-
-        async def kill_connections() -> int:
-            async with killer.connect() as connection:
-                result = await connection.execute(
-                    sa.text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE application_name = :name"
-                    ),
-                    {"name": application_name},
-                )
-                return result.scalar_one()
-
         try:
             for n, person in enumerate(people):
                 local.emulator.send_text(local.token, person.id, f"/name 새이름{n}")
             killed = 0
             for _ in range(5):
-                killed += await kill_connections()
+                killed += await _drop_moim_connections(killer, config)
                 await asyncio.sleep(0.02)
             await local.settle(timeout=60)
         finally:
@@ -158,31 +156,11 @@ if POSTGRES_URL:  # SQLite has no server whose connections could be lost
             await register(person)  # the pool now holds connections, idle
         killer = create_async_engine(POSTGRES_URL)
         try:
-            async with killer.connect() as connection:
-                killed = (
-                    await connection.execute(
-                        sa.text(
-                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                            "WHERE application_name = :name"
-                        ),
-                        {"name": f"moim:{config.database.schema}"},
-                    )
-                ).scalar_one()
+            killed = await _drop_moim_connections(killer, config)
         finally:
             await killer.dispose()
         assert killed > 0
-        webhook_config = config.replace(
-            telegram={
-                "mode": "webhook",
-                "webhook_url": "https://moim.example.org/telegram",
-                "webhook_secret": "s3cret-s3cret-s3cret",
-                "token": "x",
-            }
-        )
-        app = create_webhook_app(local.application, webhook_config)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://moim"
-        ) as client:
+        async with webhook_client(local, config) as client:
             health = await client.get("/healthz")
         assert (health.status_code, health.json()["status"]) == (200, "ok")
         renamed = (await people[0].say("/name 새이름"))[-1]

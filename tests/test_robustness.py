@@ -65,9 +65,8 @@ async def test_the_same_update_twice_has_one_effect_also_concurrently(local):
     assert len(replies) == 2
 
 
-async def test_webhook_checks_the_secret_and_acks_after_commit(local, config):
-    minji = Person(local, "민지")
-    await register(minji)
+def webhook_client(local, config) -> httpx.AsyncClient:
+    """An HTTP client for the bot's webhook server (in process), with secret s3cret-…"""
     webhook_config = config.replace(
         telegram={
             "mode": "webhook",
@@ -77,9 +76,14 @@ async def test_webhook_checks_the_secret_and_acks_after_commit(local, config):
         }
     )
     app = create_webhook_app(local.application, webhook_config)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://moim")
+
+
+async def test_webhook_checks_the_secret_and_acks_after_commit(local, config):
+    minji = Person(local, "민지")
+    await register(minji)
     update = _update(local, minji, "/name 김민지", 910_001).to_dict()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://moim") as client:
+    async with webhook_client(local, config) as client:
         refused = await client.post("/telegram", json=update)
         wrong = await client.post(
             "/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "nope"}
