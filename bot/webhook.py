@@ -69,12 +69,11 @@ def create_webhook_app(application: MoimApplication, config: Config) -> Starlett
             try:
                 async with application.runtime.engine.connect() as connection:
                     await connection.execute(text("SELECT 1"))
+                return JSONResponse({"status": "ok", "instance": application.runtime.instance_id})
             except Exception as error:
                 if attempt == 2 or not is_transient(error):
-                    return JSONResponse({"status": "database unavailable"}, status_code=503)
-            else:
-                break
-        return JSONResponse({"status": "ok", "instance": application.runtime.instance_id})
+                    break
+        return JSONResponse({"status": "database unavailable"}, status_code=503)
 
     return Starlette(
         routes=[
