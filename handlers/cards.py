@@ -28,7 +28,7 @@ async def post(update: Update, context: MoimContext) -> None:
     features = context.runtime.features
     words = command_text(update).split()
     if len(words) == 2 and words[0] in features.cards and words[1].isdigit():
-        await _item(update, context, words[0], int(words[1]))
+        await _item(update, context, words[0], int(words[1]), typed=True)
         return
     if words:
         raise InvalidInput(field="post", reason="usage", kinds=", ".join(features.cards))
@@ -73,9 +73,12 @@ async def item_chosen(update: Update, context: MoimContext) -> None:
     await _item(update, context, parsed.str_arg(0), item_id)
 
 
-async def _item(update: Update, context: MoimContext, kind: str, item_id: int) -> None:
-    """Post the item here (inside a linked group), or ask which group."""
-    org = await _owner_org(context, kind, item_id)
+async def _item(
+    update: Update, context: MoimContext, kind: str, item_id: int, *, typed: bool = False
+) -> None:
+    """Post the item here (inside a linked group), or ask which group; ``typed``: named in
+    the command rather than chosen with a button."""
+    org = await _owner_org(context, kind, item_id, typed=typed)
     groups = await organizations.posting_chats(context.session, org)
     if not is_private(update):
         if update.effective_chat.id not in {group.chat_id for group in groups}:
@@ -119,10 +122,12 @@ async def group_chosen(update: Update, context: MoimContext) -> None:
     context.reply(update, context.render("cards/posted.html", group=linked))
 
 
-async def _owner_org(context: MoimContext, kind: str, item_id: int):
+async def _owner_org(context: MoimContext, kind: str, item_id: int, *, typed: bool = False):
     """The organisation of the item, after checking the person organises it."""
     card_kind = context.runtime.features.cards.get(kind)
     organization_id = await card_kind.owner(context.session, item_id) if card_kind else None
+    if organization_id is None and typed:
+        raise InvalidInput(field="post", reason="no_item", kind=kind, number=item_id)
     if organization_id is None:
         raise StaleButton()
     org = await organizations.by_id(context.session, organization_id)

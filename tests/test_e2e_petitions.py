@@ -346,6 +346,9 @@ async def test_network_petition_card_goes_to_member_groups_chats_and_counts_ther
     card = minji.last(saesol_chat)
     assert "기후 조례 제정" in card["text"] and "✍️ 서명하기" in buttons(card)
     assert "새솔" in minji.last()["text"]  # told where it went
+    # A number that names nothing gets an answer about the command, not about a button.
+    missing = (await minji.say("/post petition 99"))[-1]["text"]
+    assert "‘/post petition 99’에 해당하는 항목이 없습니다" in missing
     # Inside the chat of a group outside the network it is refused, and nothing is posted.
     refused = (await minji.say("/post petition 1", chat_id=haneul_chat))[-1]
     assert "단체방이 아닙니다" in refused["text"]
