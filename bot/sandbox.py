@@ -173,10 +173,11 @@ class Sandbox:
             self.chat = None
         elif command == "/group" and rest:
             self.enter_group(rest)
+            # Read before the bot answers: what it says on joining is shown as it comes.
+            already = self.local.emulator.messages(self.chat["id"])
             await self.local.settle()
-            latest = self.local.emulator.messages(self.chat["id"])
-            if latest:  # what is already there (e.g. a live card), with numbered buttons
-                self.show(latest[-1])
+            if already:  # what was there before (e.g. a live card), with numbered buttons
+                self.show(already[-1])
         elif command == "/private":
             self.chat = None
             self.note("private")

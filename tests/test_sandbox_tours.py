@@ -80,6 +80,8 @@ def test_sandbox_poll_tour(tmp_path):
         ),
     )
     assert re.search(r"영수증 코드: [0-9A-Z]{4}-[0-9A-Z]{4}", screen)
+    # The bot's hello on joining the group is shown once, not again as "what is there".
+    assert screen.count("안녕하세요, 단체 활동을 돕는 모임 봇입니다") == 1
 
 
 def test_sandbox_meeting_tour(tmp_path):
