@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.sqlite_driver import one_trip_dbapi
+from bot.sqlite_driver import OneTripConnection, one_trip_dbapi
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,27 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         except BaseException:
             await session.rollback()
             raise
+
+
+@asynccontextmanager
+async def commit_with_next_row(session: AsyncSession) -> AsyncIterator[None]:
+    """On SQLite, the block's next statement commits the transaction in its own trip to the
+    database's thread if it returns a row (``session.commit()`` then only tidies up).
+
+    Everything pending is flushed first: nothing may be written after that COMMIT. On
+    PostgreSQL this changes nothing.
+    """
+    await session.flush()
+    connection = await (await session.connection()).get_raw_connection()
+    adapted = connection.dbapi_connection
+    if not isinstance(adapted, OneTripConnection):
+        yield
+        return
+    adapted.commit_if_row = True
+    try:
+        yield
+    finally:
+        adapted.commit_if_row = False
 
 
 def render_item(type_, obj, autogen_context):

@@ -21,7 +21,7 @@ from telegram.error import ChatMigrated, Forbidden, TelegramError
 from telegram.ext import BaseUpdateProcessor
 
 from bot.context import Action, UpdateScope, enter_scope, leave_scope
-from bot.db import transaction
+from bot.db import commit_with_next_row, transaction
 from bot.i18n import negotiate_language
 from bot.services import members, organizations, outbox, updates
 
@@ -241,14 +241,17 @@ class UpdateProcessor(BaseUpdateProcessor):
     async def _commit(self, scope: UpdateScope, update: object, update_id: int | None) -> None:
         session = scope.session
         try:
-            if update_id is not None and not await updates.mark_processed(
-                session, update_id, now=scope.now
-            ):
-                # Handled before (a redelivery), or by a twin at the same moment: one effect.
-                log.info("update %s was handled before; its repeat is dropped", update_id)
-                await session.rollback()
-                scope.duplicate = True
-                return
+            if update_id is not None:
+                # The update's id is recorded last, and on SQLite the COMMIT goes with it: one
+                # wait fewer while holding the connection every other update is waiting for.
+                async with commit_with_next_row(session):
+                    recorded = await updates.mark_processed(session, update_id, now=scope.now)
+                if not recorded:
+                    # Handled before (a redelivery), or by a twin at the same moment: one effect.
+                    log.info("update %s was handled before; its repeat is dropped", update_id)
+                    await session.rollback()
+                    scope.duplicate = True
+                    return
             await session.commit()
         except IntegrityError as error:
             await session.rollback()

@@ -6,6 +6,12 @@ turn of the event loop. SQLite has one writer, so a write transaction's trips ar
 other update waits: under a burst of taps that waiting, not SQLite, set the pace. This adapter
 does the four steps in one function on the worker thread, so a statement costs one trip.
 Everything else (the connection, transactions, errors) is SQLAlchemy's own adapter.
+
+Statements whose answer nobody reads travel with the next one instead of making their own trip:
+BEGIN IMMEDIATE, SAVEPOINT and RELEASE SAVEPOINT. And a statement can carry the transaction's
+COMMIT (``commit_if_row``): moim records each update's id last, and commits in that same trip.
+Measured with the bursts in bench/: the one connection was in use 95 % of the time, and a
+transaction held it for about 0.6 ms per trip, mostly waiting for the event loop's turn.
 """
 
 from __future__ import annotations
@@ -23,24 +29,43 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
+# Statements that answer nothing anyone reads: they wait and go with the next statement.
+_RIDE_ALONG = ("SAVEPOINT ", "RELEASE SAVEPOINT ")
+
 
 def _run_statement(
-    connection: sqlite3.Connection, operation: str, parameters: Any, many: bool, begin: bool
-) -> tuple[Any, list[Any], int, int | None]:
-    """On the worker thread: (begin,) execute, fetch everything and close, in one go."""
+    connection: sqlite3.Connection,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    lead: tuple[str, ...],
+    commit_if_row: bool,
+) -> tuple[Any, list[Any], int, int | None, bool]:
+    """On the worker thread: the waiting statements, then this one with all its rows, and
+    the COMMIT if asked and a row came back; in one go."""
     cursor = connection.cursor()
     try:
-        if begin:
-            cursor.execute("BEGIN IMMEDIATE")
+        for statement in lead:
+            cursor.execute(statement)
         if many:
             cursor.executemany(operation, parameters)
         else:
             cursor.execute(operation, () if parameters is None else parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else []
-        return description, rows, cursor.rowcount, cursor.lastrowid
+        committed = bool(commit_if_row and rows)
+        if committed:
+            connection.commit()
+        return description, rows, cursor.rowcount, cursor.lastrowid, committed
     finally:
         cursor.close()
+
+
+def _finish(connection: sqlite3.Connection, lead: tuple[str, ...]) -> None:
+    """On the worker thread: the waiting statements, then COMMIT."""
+    for statement in lead:
+        connection.execute(statement)
+    connection.commit()
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -91,6 +116,10 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        if not parameters and operation.startswith(_RIDE_ALONG):
+            self._adapt_connection.waiting.append(operation)  # type: ignore[attr-defined]
+            self._description, self._rows, self._rowcount = None, collections.deque(), -1
+            return None
         return await self._trip(operation, parameters, many=False)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
@@ -99,15 +128,25 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         adapted: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        if adapted.committed_early:
+            raise sqlite3.ProgrammingError("a statement after its transaction's COMMIT")
         async with adapted._execute_mutex:
             # If BEGIN fails (the database stayed locked), the transaction is rolled back and
             # the next one arms its own BEGIN: nothing to restore here.
-            begin, adapted.begin_pending = adapted.begin_pending, False
+            lead = adapted.take_lead()
+            commit_if_row, adapted.commit_if_row = adapted.commit_if_row, False
             outcome = await connection._execute(
-                _run_statement, connection._conn, operation, parameters, many, begin
+                _run_statement,
+                connection._conn,
+                operation,
+                parameters,
+                many,
+                lead,
+                commit_if_row,
             )
-        self._description, rows, self._rowcount, self._lastrowid = outcome
+        self._description, rows, self._rowcount, self._lastrowid, committed = outcome
         self._rows = collections.deque(rows)
+        adapted.committed_early = committed
 
     def nextset(self) -> None:
         """SQLite returns one result set per statement."""
@@ -122,30 +161,56 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     ``begin_immediate()`` does not go to SQLite at once: the BEGIN IMMEDIATE travels with
     the transaction's first statement, and a transaction that ran none ends without a trip.
+    Savepoints wait in ``waiting`` the same way. Set ``commit_if_row`` and the next statement
+    commits in its own trip when it returns a row; ``commit()`` then has nothing left to do.
     """
 
-    __slots__ = ("begin_pending",)
+    __slots__ = ("begin_pending", "commit_if_row", "committed_early", "waiting")
     _cursor_cls = OneTripCursor
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self.begin_pending = False
+        self.commit_if_row = False
+        self.committed_early = False
+        self.waiting: list[str] = []
 
     def begin_immediate(self) -> None:
         """Start a write transaction with the next statement."""
         self.begin_pending = True
 
+    def take_lead(self) -> tuple[str, ...]:
+        """What must run before the next statement: BEGIN, then the waiting savepoints."""
+        lead = ("BEGIN IMMEDIATE", *self.waiting) if self.begin_pending else tuple(self.waiting)
+        self.begin_pending = False
+        self.waiting.clear()
+        return lead
+
+    def _untouched(self) -> bool:
+        """True (and forgets the transaction) if it never reached SQLite or already ended."""
+        self.commit_if_row = False
+        untouched = self.begin_pending or self.committed_early
+        self.begin_pending = self.committed_early = False
+        if untouched:
+            self.waiting.clear()
+        return untouched
+
     def commit(self) -> None:
-        """Commit (nothing to do if the transaction never reached SQLite)."""
-        if self.begin_pending:
-            self.begin_pending = False
+        """Commit, with any savepoint still waiting; no trip if there is nothing to commit."""
+        if self._untouched():
             return
-        super().commit()
+        if not self.waiting:
+            super().commit()
+            return
+        try:
+            await_(self._connection._execute(_finish, self._connection._conn, self.take_lead()))
+        except Exception as error:
+            self._handle_exception(error)
 
     def rollback(self) -> None:
         """Roll back (nothing to do if the transaction never reached SQLite)."""
-        if self.begin_pending:
-            self.begin_pending = False
+        self.waiting.clear()
+        if self._untouched():
             return
         super().rollback()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.db import make_engine, make_sessionmaker, transaction
+from bot.db import commit_with_next_row, make_engine, make_sessionmaker, transaction
 
 TABLE = sa.Table(
     "note",
@@ -117,6 +117,63 @@ async def test_a_writer_that_never_gets_the_lock_is_told_and_the_next_one_begins
         async with sessions() as session:
             count = (await session.exec(sa.select(sa.func.count()).select_from(TABLE))).scalar()
         assert count == 0
+    finally:
+        other.close()
+        await engine.dispose()
+
+
+async def test_savepoints_keep_or_undo_their_part_as_in_sqlite(tmp_path):
+    engine = await _engine(tmp_path)
+    sessions = make_sessionmaker(engine)
+    try:
+        async with transaction(sessions) as session:
+            await session.exec(sa.insert(TABLE).values(id=1, body="바깥 메모"))
+            async with session.begin_nested():
+                await session.exec(sa.insert(TABLE).values(id=2, body="지킨 메모"))
+            with pytest.raises(sa.exc.IntegrityError):
+                async with session.begin_nested():
+                    await session.exec(sa.insert(TABLE).values(id=3, body="되돌린 메모"))
+                    await session.exec(sa.insert(TABLE).values(id=1, body="같은 번호"))
+            async with session.begin_nested():
+                pass  # a savepoint with nothing in it, then the COMMIT right after
+        async with sessions() as session:
+            bodies = (
+                (await session.exec(sa.select(TABLE.c.body).order_by(TABLE.c.id))).scalars().all()
+            )
+        assert bodies == ["바깥 메모", "지킨 메모"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_statement_carrying_the_commit_commits_only_when_it_returns_a_row(tmp_path):
+    engine = await _engine(tmp_path)
+    sessions = make_sessionmaker(engine)
+    other = sqlite3.connect(tmp_path / "driver.sqlite3", isolation_level=None)
+    claim = (
+        sa.insert(TABLE)
+        .values(id=sa.bindparam("id"), body="기록")
+        .prefix_with("OR IGNORE")
+        .returning(TABLE.c.id)
+    )
+    try:
+        async with sessions() as session:
+            await session.exec(sa.insert(TABLE).values(id=1, body="먼저 쓴 메모"))
+            async with commit_with_next_row(session):
+                returned = (await session.exec(claim, params={"id": 2})).first()
+            # Committed in that same trip: another connection sees both rows already.
+            assert returned == (2,)
+            assert other.execute("SELECT count(*) FROM note").fetchone() == (2,)
+            with pytest.raises(sa.exc.ProgrammingError, match="after its transaction"):
+                await session.exec(sa.insert(TABLE).values(id=9, body="너무 늦은 메모"))
+        async with sessions() as session:
+            await session.exec(sa.insert(TABLE).values(id=3, body="버릴 메모"))
+            async with commit_with_next_row(session):
+                returned = (await session.exec(claim, params={"id": 2})).first()
+            assert returned is None  # already there: no row, so no COMMIT
+            await session.rollback()
+            await session.exec(sa.insert(TABLE).values(id=4, body="다음 거래의 메모"))
+            await session.commit()
+        assert other.execute("SELECT id FROM note ORDER BY id").fetchall() == [(1,), (2,), (4,)]
     finally:
         other.close()
         await engine.dispose()
