@@ -467,8 +467,8 @@ async def get_campaign(session: AsyncSession, campaign_id: int) -> Campaign:
 
 @functools.cache
 def _lock_statements():
-    """The two statements of ``_lock``, built once: a sign-up tap costs less without
-    building them again (their compiled form is cached by SQLAlchemy either way)."""
+    """The statements of ``_lock``, built once: a sign-up tap costs less without building
+    them again (their compiled form is cached by SQLAlchemy either way)."""
     campaign = (
         select(Campaign, Organization)
         .join(Organization, Organization.id == Campaign.organization_id)
@@ -484,31 +484,47 @@ def _lock_statements():
         )
         .execution_options(populate_existing=True)
     )
-    return campaign, signup
+    together = (
+        select(Campaign, Organization, Signup)
+        .join(Organization, Organization.id == Campaign.organization_id)
+        .outerjoin(
+            Signup,
+            sa.and_(
+                Signup.campaign_id == Campaign.id,
+                Signup.member_id == sa.bindparam("member_id"),
+            ),
+        )
+        .where(Campaign.id == sa.bindparam("campaign_id"))
+        .execution_options(populate_existing=True)
+    )
+    return campaign, signup, together
 
 
 async def _lock(
     session: AsyncSession, campaign_id: int, member_id: int | None = None
 ) -> tuple[Campaign, Organization, Signup | None]:
     """The campaign locked for this transaction (PostgreSQL: FOR UPDATE; SQLite serialises
-    write transactions), with its organisation, and then ``member_id``'s sign-up.
+    write transactions), with its organisation, and ``member_id``'s sign-up.
 
-    The sign-up is read by a second statement once the lock is held: under READ COMMITTED a
-    statement sees the data as of its start, so reading it in the locking statement could miss
-    a promotion committed while we waited for the lock.
+    On PostgreSQL the sign-up is read by a second statement once the lock is held: under READ
+    COMMITTED a statement sees the data as of its start, so reading it in the locking statement
+    could miss a promotion committed while we waited for the lock. SQLite's transaction holds
+    the write lock from its first statement, so one statement reads all three.
     """
-    lock_campaign, find_signup = _lock_statements()
+    lock_campaign, find_signup, together = _lock_statements()
+    params = {"campaign_id": campaign_id, "member_id": member_id}
+    if member_id is not None and session.bind.dialect.name == "sqlite":
+        row = (await session.exec(together, params=params)).first()
+        if row is None:
+            raise CampaignNotFound(campaign_id=campaign_id)
+        return tuple(row)
     row = (await session.exec(lock_campaign, params={"campaign_id": campaign_id})).first()
     if row is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     campaign, org = row
     signup = None
     if member_id is not None:
-        signup = (
-            await session.exec(
-                find_signup, params={"campaign_id": campaign_id, "member_id": member_id}
-            )
-        ).first()
+        signup = (await session.exec(find_signup, params=params)).first()
     return campaign, org, signup
 
 
