@@ -6,12 +6,14 @@ import ast
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,6 +22,7 @@ from bot.sqlite_driver import OneTripConnection, one_trip_dbapi
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+T = TypeVar("T")
 
 
 def is_sqlite(url: str) -> bool:
@@ -115,6 +118,53 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         except BaseException:
             await session.rollback()
             raise
+
+
+def is_transient(error: BaseException | None) -> bool:
+    """A database failure that may pass: a dropped connection, a restarting server."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, DBAPIError) and (
+            error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+        ):
+            return True
+        if isinstance(error, OSError | TimeoutError) or _connection_level(error):
+            return True
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _connection_level(error: BaseException) -> bool:
+    """asyncpg's errors for a connection that broke (they reach us wrapped, not flagged)."""
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(
+        error,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.InternalClientError,
+    )
+
+
+async def read_retrying_once(
+    sessions: async_sessionmaker[AsyncSession], read: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """A short read in its own session, tried once more if the database dropped the pooled
+    connection: with no ping before use, the first use after a restart fails, and SQLAlchemy
+    renews the pool for the second try."""
+    try:
+        async with transaction(sessions) as session:
+            return await read(session)
+    except Exception as error:
+        if not is_transient(error):
+            raise
+    async with transaction(sessions) as session:
+        return await read(session)
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ from bot.app import BuildOptions, build_application
 from bot.clock import Clock
 from bot.config import Config
 from bot.context import MoimApplication
-from bot.db import transaction
+from bot.db import read_retrying_once
 from bot.emulator.emulator import Emulator
 from bot.emulator.limits import Faults, Limits
 from bot.emulator.server import EmulatorServer
@@ -147,8 +147,9 @@ class LocalTelegram:
 
     async def _outbox_due(self) -> int:
         runtime = self.runtime
-        async with transaction(runtime.sessions) as session:
-            return await outbox.pending_count(session, now=runtime.now())
+        return await read_retrying_once(
+            runtime.sessions, lambda session: outbox.pending_count(session, now=runtime.now())
+        )
 
     async def run_due_jobs(self) -> int:
         """Run every due scheduled job now (tests move the clock, then call this)."""
@@ -261,8 +262,10 @@ class LocalCluster:
                         await instance.application.update_processor.wait_idle()
                     for instance in self.instances:
                         await instance.application.runtime.cards.refresh_due(force=True)
-                    async with transaction(self.runtime.sessions) as session:
-                        due = await outbox.pending_count(session, now=self.runtime.now())
+                    due = await read_retrying_once(
+                        self.runtime.sessions,
+                        lambda session: outbox.pending_count(session, now=self.runtime.now()),
+                    )
                     if due == 0 and self.emulator.pending_updates(self.token) == 0:
                         return
                     for instance in self.instances:

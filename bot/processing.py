@@ -15,13 +15,13 @@ from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from telegram import Update
 from telegram.error import ChatMigrated, Forbidden, TelegramError
 from telegram.ext import BaseUpdateProcessor
 
 from bot.context import Action, UpdateScope, enter_scope, leave_scope
-from bot.db import commit_with_next_row, transaction
+from bot.db import commit_with_next_row, is_transient, transaction
 from bot.i18n import negotiate_language
 from bot.services import members, organizations, outbox, updates
 
@@ -34,37 +34,6 @@ DATABASE_ATTEMPTS = 3
 
 class DatabaseUnavailable(Exception):
     """The database stayed unreachable while an update was handled; it was not handled."""
-
-
-def is_transient(error: BaseException | None) -> bool:
-    """A database failure that may pass: a dropped connection, a restarting server."""
-    seen = 0
-    while error is not None and seen < 10:
-        if isinstance(error, DBAPIError) and (
-            error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
-        ):
-            return True
-        if isinstance(error, OSError | TimeoutError) or _connection_level(error):
-            return True
-        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
-        seen += 1
-    return False
-
-
-def _connection_level(error: BaseException) -> bool:
-    """asyncpg's errors for a connection that broke (they reach us wrapped, not flagged)."""
-    try:
-        import asyncpg
-    except ImportError:  # pragma: no cover - asyncpg is a dependency
-        return False
-    return isinstance(
-        error,
-        asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.InternalClientError,
-    )
 
 
 class ChatLocks:

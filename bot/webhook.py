@@ -21,7 +21,8 @@ from telegram import Update
 
 from bot.config import Config
 from bot.context import MoimApplication
-from bot.processing import DatabaseUnavailable, is_transient
+from bot.db import read_retrying_once
+from bot.processing import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member", "channel_post"]
@@ -63,17 +64,12 @@ def create_webhook_app(application: MoimApplication, config: Config) -> Starlett
     async def health(_request: Request) -> Response:
         from sqlalchemy import text
 
-        # Twice at most: after a database restart the first pooled connection fails once
-        # (there is no ping before use), and SQLAlchemy renews the pool for the second try.
-        for attempt in (1, 2):
-            try:
-                async with application.runtime.engine.connect() as connection:
-                    await connection.execute(text("SELECT 1"))
-                return JSONResponse({"status": "ok", "instance": application.runtime.instance_id})
-            except Exception as error:
-                if attempt == 2 or not is_transient(error):
-                    break
-        return JSONResponse({"status": "database unavailable"}, status_code=503)
+        runtime = application.runtime
+        try:
+            await read_retrying_once(runtime.sessions, lambda s: s.exec(text("SELECT 1")))
+        except Exception:
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "instance": runtime.instance_id})
 
     return Starlette(
         routes=[

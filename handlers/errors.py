@@ -8,7 +8,7 @@ import secrets
 from telegram import Update
 
 from bot.context import Action, MoimApplication, MoimContext, current_scope
-from bot.processing import is_transient
+from bot.db import is_transient
 from bot.render import plain_text
 from bot.telegram_io import send
 
