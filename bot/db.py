@@ -64,7 +64,7 @@ def make_engine(
         # No ping before each use: with asyncpg it is three round trips (BEGIN, SELECT,
         # ROLLBACK), a tenth of a vote's CPU. A connection the server dropped fails on use
         # instead; SQLAlchemy then renews the whole pool, an update runs again (see
-        # processing.is_transient), and a job or a send is retried on the next round.
+        # is_transient below), and a job or a send is retried on the next round.
         pool_recycle=1800,
     )
     if schema:
