@@ -28,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.render import Renderer
 from bot.services import audit, exports, jobs, organizations, outbox
+from bot.services.dialects import is_postgresql
 from bot.services.errors import DomainError, NotOrganizer, SensitiveConsentRequired
 from bot.services.timeparse import parse_duration, parse_when, require_future
 from models import (
@@ -513,7 +514,7 @@ async def _lock(
     """
     lock_campaign, find_signup, together = _lock_statements()
     params = {"campaign_id": campaign_id, "member_id": member_id}
-    if member_id is not None and session.bind.dialect.name == "sqlite":
+    if member_id is not None and not is_postgresql(session):
         row = (await session.exec(together, params=params)).first()
         if row is None:
             raise CampaignNotFound(campaign_id=campaign_id)

@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.render import Renderer
 from bot.services import audit, exports, ics, jobs, organizations, outbox, recurrence
+from bot.services.dialects import upsert_insert
 from bot.services.errors import DomainError, StaleButton
 from bot.services.timeparse import WEEKDAYS, parse_duration, parse_when, require_future
 from models import (
@@ -830,8 +830,7 @@ async def rsvp(
         await organizations.join(session, member=member, org=org, now=now)
     else:
         await _require_member(session, member, org)
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(MeetingRsvp).values(
+    statement = upsert_insert(session, MeetingRsvp).values(
         occurrence_id=occurrence.id, member_id=member.id, answer=answer.value, answered_at=now
     )
     statement = statement.on_conflict_do_update(
@@ -1499,9 +1498,8 @@ async def check_in(
     if not checkin_is_open(occurrence, now):
         raise CheckinClosed(title=meeting.title)
     await _require_member(session, member, org)
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(MeetingAttendance)
+        upsert_insert(session, MeetingAttendance)
         .values(
             occurrence_id=occurrence.id,
             member_id=member.id,

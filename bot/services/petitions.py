@@ -25,6 +25,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import audit, conversations, exports, jobs, organizations, outbox, timeparse
+from bot.services.dialects import dialect_name, is_postgresql
 from bot.services.errors import DomainError, NotOrganizer
 from models import (
     Delivery,
@@ -538,10 +539,6 @@ class SignOutcome:
     milestone: int | None = None
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else "sqlite"
-
-
 # The statements of a tap are built once, with bound parameters: building and caching a
 # statement costs more than running it (see members._by_telegram_id_statement).
 
@@ -634,7 +631,7 @@ async def sign_petition(
         limiter.check(member.id, petition_id, now)
     signature_id = (
         await session.exec(
-            _sign_statement(_dialect(session)),
+            _sign_statement(dialect_name(session)),
             params={"petition_id": petition_id, "member_id": member.id, "now": now},
         )
     ).scalar()
@@ -1114,7 +1111,7 @@ async def organiser_petition(
 
 def _hour_key(session: AsyncSession):
     """The UTC hour of a signature as text, the same way on both databases."""
-    if _dialect(session) == "postgresql":
+    if is_postgresql(session):
         return sa.func.to_char(sa.func.timezone("UTC", Signature.signed_at), "YYYY-MM-DD HH24")
     return sa.func.strftime("%Y-%m-%d %H", Signature.signed_at)
 

@@ -40,12 +40,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import TiersConfig
 from bot.services import audit, jobs, organizations
+from bot.services.dialects import dialect_name, is_postgresql, upsert_insert
 from bot.services.errors import DomainError, InvalidInput, PermissionDenied, StaleButton
 from bot.services.timeparse import parse_duration, parse_when, require_future
 from models import (
@@ -793,16 +794,6 @@ def choices_for(view: PollView, positions: Sequence[int]) -> list[PollOption]:
     return chosen  # type: ignore[return-value]
 
 
-def _insert(session: AsyncSession, table: Any):
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
-
-
-def is_postgresql(session: AsyncSession) -> bool:
-    """True when the session talks to PostgreSQL."""
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
-
-
 async def cast_vote(
     session: AsyncSession,
     *,
@@ -927,7 +918,7 @@ async def _one_statement_vote(
     now: dt.datetime,
 ) -> bool:
     """Record a one-tap open vote in one statement; False if it wrote nothing."""
-    dialect = "postgresql" if is_postgresql(session) else "sqlite"
+    dialect = dialect_name(session)
     result = await session.exec(
         _VOTE_STATEMENTS[dialect],
         params={
@@ -998,7 +989,7 @@ def _upsert_first_choice(
     now: dt.datetime,
 ):
     """One statement: insert the rank-1 row, or change it if it differs (RETURNING if so)."""
-    statement = _insert(session, PollVote).values(
+    statement = upsert_insert(session, PollVote).values(
         poll_id=poll_id,
         member_id=member_id,
         rank=1,
@@ -1051,7 +1042,7 @@ async def _cast_secret(
     """Put the member on the roll (once) and the ballot in the box; returns the receipt."""
     poll_id = view.poll.id
     roll = (
-        _insert(session, PollVoter)
+        upsert_insert(session, PollVoter)
         .values(poll_id=poll_id, member_id=member.id)
         .on_conflict_do_nothing()
         .returning(PollVoter.member_id)

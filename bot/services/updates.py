@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.services.dialects import dialect_name
 from models import ProcessedUpdate
 
 KEEP_FOR = dt.timedelta(days=7)
@@ -30,7 +31,7 @@ async def mark_processed(session: AsyncSession, update_id: int, *, now: dt.datet
     One INSERT ... ON CONFLICT DO NOTHING instead of a look-up first: duplicates are rare, and
     on PostgreSQL a twin handled at the same moment waits here for the first one's outcome.
     """
-    statement = _record_statement(session.bind.dialect.name)
+    statement = _record_statement(dialect_name(session))
     result = await session.exec(statement, params={"update_id": update_id, "processed_at": now})
     return result.first() is not None
 
