@@ -107,14 +107,7 @@ async def group_chosen(update: Update, context: MoimContext) -> None:
         raise StaleButton()
     kind = parsed.str_arg(0)
     org = await _owner_org(context, kind, item_id)
-    linked = next(
-        (
-            group
-            for group in await organizations.posting_chats(context.session, org)
-            if group.chat_id == chat_id
-        ),
-        None,
-    )
+    linked = await organizations.posting_chat(context.session, org, chat_id)
     if linked is None:
         raise StaleButton()
     context.answer(update)

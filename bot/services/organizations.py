@@ -410,6 +410,13 @@ async def posting_chats(session: AsyncSession, org: Organization) -> list[Linked
     return sorted(chats, key=lambda chat: chat.organization_id != org.id)
 
 
+async def posting_chat(
+    session: AsyncSession, org: Organization, chat_id: int
+) -> LinkedChat | None:
+    """The linked group chat ``chat_id`` if the organisation's cards may be posted there."""
+    return next((c for c in await posting_chats(session, org) if c.chat_id == chat_id), None)
+
+
 async def migrate_chat(session: AsyncSession, *, old_chat_id: int, new_chat_id: int) -> bool:
     """A group became a supergroup: keep its link under the new chat id."""
     await cards.drop_chat(session, old_chat_id)
