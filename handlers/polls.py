@@ -27,7 +27,7 @@ from handlers.common import (
     org_from_button,
     resolve_org,
 )
-from models import Poll, PollKind, ScheduledJob
+from models import PollKind, ScheduledJob
 
 FLOW = "new_poll"
 REASON_FLOW = "poll_reason"
@@ -109,7 +109,7 @@ async def render_card(request: CardRequest) -> Rendered | None:
     try:
         view = await polls.load(request.session, request.item_id)
     except polls.PollNotFound:
-        poll = await request.session.get(Poll, request.item_id)
+        poll = await polls.deleted_poll(request.session, request.item_id)
         return request.render("polls/deleted.html", poll=poll) if poll else None
     values = await card_values(request.session, view)
     return request.render(

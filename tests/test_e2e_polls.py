@@ -328,3 +328,22 @@ async def test_an_english_speaker_votes_and_verifies(local):
     assert "Recorded choice: 이" in verified["text"]
     unknown = (await alex.say("/verify 0000-0000"))[-1]
     assert "No ballot has the receipt code 0000-0000" in unknown["text"]
+
+
+async def test_deleting_a_posted_poll_says_so_on_its_group_card(local):
+    """The card in the group tells members the poll is gone; its old buttons change nothing."""
+    minji, group, (seojun,) = await organisation_with_group(local, members=1)
+    await minji.say("/new_poll 봄 소풍 장소 | 한강 | 북한산")
+    card = await post_to_group(minji, 1, group)
+    await minji.say("/polls")
+    await minji.tap("#1 봄 소풍 장소")
+    await minji.tap("삭제")
+    await minji.tap("네, 삭제합니다")
+    await local.settle()
+    gone = next(m for m in minji.inbox(group["id"]) if m["message_id"] == card["message_id"])
+    assert "‘봄 소풍 장소’ 투표는 삭제되었습니다" in gone["text"]
+    assert buttons(gone) == []
+    stale = await seojun.press(card, "v1:poll:vote:1:1", forge=True)
+    assert "없거나 삭제되었습니다" in stale["text"]
+    async with transaction(local.runtime.sessions) as session:
+        assert (await session.exec(sa.select(sa.func.count()).select_from(PollVote))).one() == (0,)

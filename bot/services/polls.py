@@ -576,6 +576,12 @@ async def load(session: AsyncSession, poll_id: int, *, for_vote: bool = False) -
     return PollView(poll=rows[0][0], org=rows[0][1], options=[row[2] for row in rows])
 
 
+async def deleted_poll(session: AsyncSession, poll_id: int) -> Poll | None:
+    """A poll that was deleted (its posted cards then say so), or None."""
+    poll = await session.get(Poll, poll_id)
+    return poll if poll is not None and poll.status == PollStatus.DELETED else None
+
+
 async def organization_of(session: AsyncSession, poll_id: int) -> int | None:
     """The organisation a poll belongs to (None if there is no such poll)."""
     poll = await session.get(Poll, poll_id)
