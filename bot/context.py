@@ -211,6 +211,16 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
         """Run ``work`` (which opens its own session) once this update has committed."""
         self.scope.after_commit.append(work)
 
+    async def undo(self) -> None:
+        """Undo everything the update wrote and queued so far (its action was refused)."""
+        scope = self.scope
+        await self.session.rollback()
+        scope.actions.clear()
+        scope.after_commit.clear()
+        # The rollback expired every loaded object; load the person again for what follows.
+        user_id = scope.telegram_user_id
+        scope.member = await members.by_telegram_id(self.session, user_id) if user_id else None
+
     @asynccontextmanager
     async def attempt(self) -> AsyncIterator[None]:
         """A part of the update that may fail alone: if it raises, its database changes and

@@ -12,7 +12,7 @@ from telegram.constants import ChatType
 
 from bot.callbacks import Callback, decode
 from bot.context import MoimContext
-from bot.services import audit, conversations, members, organizations
+from bot.services import audit, conversations, organizations
 from bot.services.errors import (
     DomainError,
     NotAdmin,
@@ -95,12 +95,7 @@ async def reply_domain_error(update: Update, context: MoimContext, error: Domain
     """Undo what the failed action wrote, log refusals, and tell the person kindly."""
     scope = context.scope
     member_id = scope.member.id if scope.member is not None else None
-    await context.session.rollback()
-    scope.actions.clear()
-    scope.after_commit.clear()
-    # The rollback expired every loaded object; load the person again for what follows.
-    user = update.effective_user
-    scope.member = await members.by_telegram_id(context.session, user.id) if user else None
+    await context.undo()
     if isinstance(error, PermissionDenied):
         await audit.record(
             context.session,
