@@ -102,6 +102,31 @@ def test_one_line_grammar_reads_the_issue_example_and_settings(clock):
     assert timed.options == ["오후 7:30", "8:00"]
 
 
+def test_settings_without_the_colon_are_read_as_settings_when_they_read_as_one(clock):
+    """/new_campaign's labels need no colon; people write /new_poll's the same way."""
+    now = clock.now()
+    draft = polls.draft_from_line(
+        "다음 모임 날짜는? | 토요일 | 일요일 | 자격 회원 | 마감 12월 19일 18:00 | 투표 비밀",
+        now=now,
+        timezone="Asia/Seoul",
+    )
+    assert draft.options == ["토요일", "일요일"]
+    assert draft.eligibility == Eligibility.MEMBERS and draft.ballot == BallotKind.SECRET
+    assert draft.closes_at == dt.datetime(2026, 12, 19, 9, 0, tzinfo=dt.UTC)
+    # An option that only starts with a setting's word stays an option.
+    options = polls.draft_from_line(
+        "언제 정할까요? | 마감 후에 | 투표 안 함 | close to home", now=now, timezone="Asia/Seoul"
+    )
+    assert options.options == ["마감 후에", "투표 안 함", "close to home"]
+    assert options.closes_at is None and options.ballot == BallotKind.OPEN
+    # A time that has passed is refused, not turned into an option.
+    with pytest.raises(InvalidInput) as caught:
+        polls.draft_from_line(
+            "지난 | a | b | 마감 2026-11-01 18:00", now=now, timezone="Asia/Seoul"
+        )
+    assert caught.value.params.get("reason") == "past"
+
+
 @pytest.mark.parametrize(
     ("line", "field", "reason"),
     [

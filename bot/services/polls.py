@@ -36,7 +36,7 @@ import secrets
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -291,6 +291,8 @@ def check_timing(draft: PollDraft, *, now: dt.datetime) -> PollDraft:
 
 # The one-line form: /new_poll QUESTION | OPTION | OPTION ... | KEY: VALUE ...
 SETTING = re.compile(r"^(?P<key>[^\s:：]+)\s*[:：]\s*(?P<value>.*)$")
+# "마감 내일 18:00" without the colon, as /new_campaign's labels are written.
+BARE_SETTING = re.compile(r"^(?P<key>[^\s:：]+)\s+(?P<value>\S.*)$")
 SETTING_KEYS = {
     "종류": "kind",
     "kind": "kind",
@@ -363,11 +365,33 @@ def draft_from_line(text: str, *, now: dt.datetime, timezone: str) -> PollDraft:
             continue
         match = SETTING.match(part)
         key = SETTING_KEYS.get(match.group("key").lower()) if match else None
-        if key is None:
+        if key is not None:
+            apply_setting(draft, key, match.group("value").strip(), now=now, timezone=timezone)
+        elif not _bare_setting(draft, part, now=now, timezone=timezone):
             draft.options.append(part)
-            continue
-        apply_setting(draft, key, match.group("value").strip(), now=now, timezone=timezone)
     return validate_draft(draft, now=now)
+
+
+def _bare_setting(draft: PollDraft, part: str, *, now: dt.datetime, timezone: str) -> bool:
+    """Apply a setting written without its colon ("마감 내일 18:00") if it reads as one.
+
+    Without the colon an option may start with the same word ("마감 후에"), so a value that
+    does not read as the setting leaves the part an option, as before.
+    """
+    match = BARE_SETTING.match(part)
+    key = SETTING_KEYS.get(match.group("key").lower()) if match else None
+    if key is None:
+        return False
+    trial = replace(draft, options=list(draft.options))
+    try:
+        apply_setting(trial, key, match.group("value").strip(), now=now, timezone=timezone)
+    except DomainError as error:
+        if error.params.get("reason") == "past":
+            raise  # it read as a time, one that has passed: say so rather than list it
+        return False
+    for setting in fields(PollDraft):
+        setattr(draft, setting.name, getattr(trial, setting.name))
+    return True
 
 
 def apply_setting(
