@@ -14,7 +14,7 @@ from bot.cards import CardRefresher
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.context import MoimApplication, MoimContext
-from bot.db import make_engine, make_sessionmaker, migrate
+from bot.db import is_sqlite, make_engine, make_sessionmaker, migrate
 from bot.delivery import OutboxSender, sender_concurrency
 from bot.http import AiohttpRequest
 from bot.processing import UpdateProcessor
@@ -59,7 +59,9 @@ def build_application(config: Config, options: BuildOptions | None = None) -> Mo
     """Build the PTB application with every feature wired in; nothing runs until started."""
     options = options or BuildOptions()
     runtime = build_runtime(config, options.clock)
-    processor = UpdateProcessor(config.telegram.concurrency)
+    processor = UpdateProcessor(
+        config.telegram.concurrency, share_transactions=is_sqlite(config.database_url)
+    )
     delivery = config.delivery
     builder = (
         ApplicationBuilder()

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncSessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram.ext import Application, CallbackContext, ExtBot
 
@@ -52,6 +53,8 @@ class UpdateScope:
     duplicate: bool = False  # another instance handled the same update id first
     # Work for after commit that needs the database again (e.g. remember a sent message's id).
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # When the update shares its transaction with others: its own part of it.
+    savepoint: AsyncSessionTransaction | None = None
 
 
 _current_scope: contextvars.ContextVar[UpdateScope | None] = contextvars.ContextVar(
@@ -214,7 +217,11 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
     async def undo(self) -> None:
         """Undo everything the update wrote and queued so far (its action was refused)."""
         scope = self.scope
-        await self.session.rollback()
+        if scope.savepoint is None:
+            await self.session.rollback()
+        else:  # only this update's part of a shared transaction, and on from a new one
+            await scope.savepoint.rollback()
+            scope.savepoint = await self.session.begin_nested()
         scope.actions.clear()
         scope.after_commit.clear()
         # The rollback expired every loaded object; load the person again for what follows.

@@ -4,6 +4,10 @@ For every update: take the chat's turn (updates of one chat never overtake each 
 one database session, skip the update if its id was handled before, load the person, run the
 handlers, record the update id and commit once — and only then make the Bot API calls the
 handlers asked for. A failed update is rolled back and the person gets an apology instead.
+
+On SQLite the updates waiting for the database share a transaction (``SharedTransactions``):
+each runs in its own savepoint, so one failing update still changes nothing and the others
+keep their effects, and all of them commit together.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram import Update
 from telegram.error import ChatMigrated, Forbidden, TelegramError
 from telegram.ext import BaseUpdateProcessor
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DATABASE_ATTEMPTS = 3
+# At most this many updates share one transaction: their replies wait for its commit.
+SHARED_TRANSACTION_LIMIT = 32
 
 
 class DatabaseUnavailable(Exception):
@@ -87,11 +95,15 @@ def order_key(update: object) -> Any:
 class UpdateProcessor(BaseUpdateProcessor):
     """Concurrent across chats, ordered within a chat, one transaction per update."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, *, share_transactions: bool = False) -> None:
         # PTB's own semaphore only bounds tasks in flight; the real bound is ``_slots``, taken
-        # after the chat's turn so that one busy chat cannot occupy every slot.
+        # after the chat's turn so that one busy chat cannot occupy every slot. Updates that
+        # share transactions need none: they reach the database one after another anyway.
         super().__init__(max_concurrent_updates=max(64, concurrency * 32))
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = (
+            contextlib.nullcontext() if share_transactions else asyncio.Semaphore(concurrency)
+        )
+        self._shared = SharedTransactions(self) if share_transactions else None
         self._chats = ChatLocks()
         self.application: MoimApplication | None = None
         self.in_flight = 0
@@ -131,7 +143,7 @@ class UpdateProcessor(BaseUpdateProcessor):
     async def transact(
         self, update: object, coroutine: Awaitable[Any]
     ) -> tuple[UpdateScope, bool, int | None]:
-        """Run the handlers in one transaction.
+        """Run the handlers in one transaction (shared with other updates on SQLite).
 
         If the database went away meanwhile (a restart, a dropped connection), the whole update
         runs again on a fresh connection, a few times, so it is still handled exactly once.
@@ -139,6 +151,12 @@ class UpdateProcessor(BaseUpdateProcessor):
         application = self.application
         assert application is not None, "UpdateProcessor.application is set by build_application"
         update_id = update.update_id if isinstance(update, Update) else None
+        if self._shared is not None:
+            outcome = await self._shared.run(update, coroutine, update_id)
+            if outcome is not None:
+                return outcome
+            # The shared transaction failed as a whole: this update runs again on its own.
+            coroutine = application.process_update(update)
         for attempt in range(1, DATABASE_ATTEMPTS + 1):
             scope, wrote_outbox = await self._attempt(update, coroutine, update_id)
             if not (scope.failed and is_transient(scope.error)) or attempt == DATABASE_ATTEMPTS:
@@ -195,7 +213,7 @@ class UpdateProcessor(BaseUpdateProcessor):
                         scope.duplicate = True
                 else:
                     await self._commit(scope, update, update_id)
-                wrote_outbox = outbox.enqueued_in(session)
+                wrote_outbox = outbox.take_enqueued(session)
             except DBAPIError as error:
                 _discard(coroutine)
                 if not is_transient(error):
@@ -216,17 +234,19 @@ class UpdateProcessor(BaseUpdateProcessor):
                 async with commit_with_next_row(session):
                     recorded = await updates.mark_processed(session, update_id, now=scope.now)
                 if not recorded:
-                    # Handled before (a redelivery), or by a twin at the same moment: one effect.
-                    log.info("update %s was handled before; its repeat is dropped", update_id)
-                    await session.rollback()
-                    scope.duplicate = True
+                    await _drop_repeat(scope, session.rollback)
                     return
             await session.commit()
         except IntegrityError as error:
             await session.rollback()
-            scope.actions.clear()
-            await self.application.process_error(update, error)  # type: ignore[union-attr]
-            scope.failed = True
+            await self.fail_at_commit(scope, update, error)
+
+    async def fail_at_commit(self, scope: UpdateScope, update: object, error: Exception) -> None:
+        """The update's writes broke a constraint when they reached the database (already
+        rolled back): nothing it asked for is sent; the person gets the apology."""
+        scope.actions.clear()
+        await self.application.process_error(update, error)  # type: ignore[union-attr]
+        scope.failed = True
 
     async def run_action(self, action: Action) -> None:
         """Make one Bot API call; a blocked person is marked unreachable, nothing is raised."""
@@ -248,6 +268,134 @@ class UpdateProcessor(BaseUpdateProcessor):
                     )
         except TelegramError as error:
             log.warning("Bot API call failed after commit: %s: %s", type(error).__name__, error)
+
+
+async def _drop_repeat(scope: UpdateScope, roll_back: Callable[[], Awaitable[Any]]) -> None:
+    """The update's id was recorded before: handled already (a redelivery), or by a twin at
+    the same moment; its effects are undone so that it has one effect."""
+    log.info("update %s was handled before; its repeat is dropped", scope.update_id)
+    await roll_back()
+    scope.duplicate = True
+
+
+@dataclass
+class _Waiting:
+    """An update waiting for its turn in a shared transaction."""
+
+    update: object
+    coroutine: Awaitable[Any]
+    update_id: int | None
+    outcome: asyncio.Future
+
+
+class SharedTransactions:
+    """On SQLite, the updates waiting for the database run one after another in one
+    transaction, each in its own savepoint.
+
+    SQLite has one writer and moim one connection to it, so updates wait for it in any case.
+    Opening a session, beginning, recording and committing for each of them cost more CPU than
+    most updates' own work; in a burst of taps that was most of the time per tap. Now one
+    task takes the updates waiting (at most ``SHARED_TRANSACTION_LIMIT``), runs each in a
+    savepoint, and commits once; each update then sends its replies in its own task, in its
+    chat's turn, as before. An update that fails rolls back to its savepoint only. If the
+    transaction fails as a whole (the database went away), nothing of it stays and each
+    update runs again on its own, with the usual retries.
+    """
+
+    def __init__(self, processor: UpdateProcessor) -> None:
+        self._processor = processor
+        self._queue: list[_Waiting] = []
+        self._leader: asyncio.Task | None = None
+
+    async def run(
+        self, update: object, coroutine: Awaitable[Any], update_id: int | None
+    ) -> tuple[UpdateScope, bool, int | None] | None:
+        """Handle the update in the next shared transaction; None if that failed as a whole."""
+        outcome = asyncio.get_running_loop().create_future()
+        waiting = _Waiting(update, coroutine, update_id, outcome)
+        self._queue.append(waiting)
+        if self._leader is None:
+            self._leader = asyncio.create_task(self._lead())
+        return await waiting.outcome
+
+    async def _lead(self) -> None:
+        """Run shared transactions while updates are waiting."""
+        batch: list[_Waiting] = []
+        try:
+            while self._queue:
+                batch = self._queue[:SHARED_TRANSACTION_LIMIT]
+                del self._queue[:SHARED_TRANSACTION_LIMIT]
+                for waiting, outcome in zip(batch, await self._transact(batch), strict=True):
+                    if not waiting.outcome.done():  # its task may have been cancelled
+                        waiting.outcome.set_result(outcome)
+        except BaseException:  # cancelled at shutdown: nobody may wait forever
+            for waiting in batch + self._queue:
+                _discard(waiting.coroutine)
+                waiting.outcome.cancel()
+            raise
+        finally:
+            self._leader = None
+
+    async def _transact(self, batch: list[_Waiting]) -> list[tuple | None]:
+        """One transaction for the batch; a None for each update if it failed as a whole."""
+        sessions = self._processor.application.runtime.sessions  # type: ignore[union-attr]
+        outcomes = []
+        try:
+            async with sessions() as session:
+                for waiting in batch:
+                    outcomes.append(await self._handle(session, waiting))
+                await session.commit()
+        except Exception as error:
+            log.warning(
+                "a transaction shared by %d updates failed (%s); each runs again alone",
+                len(batch),
+                type(error).__name__,
+            )
+            for waiting in batch:
+                _discard(waiting.coroutine)
+            return [None] * len(batch)
+        return outcomes
+
+    async def _handle(
+        self, session: AsyncSession, waiting: _Waiting
+    ) -> tuple[UpdateScope, bool, int | None]:
+        """One update in its own savepoint of the shared transaction."""
+        runtime = self._processor.application.runtime  # type: ignore[union-attr]
+        update, update_id = waiting.update, waiting.update_id
+        scope = UpdateScope(session=session, now=runtime.now(), update_id=update_id)
+        token = enter_scope(scope)
+        try:
+            scope.savepoint = await session.begin_nested()
+            await _load_person(scope, update, runtime)
+            await waiting.coroutine
+            if scope.failed and is_transient(scope.error):
+                raise scope.error  # the database went away: every update here runs again
+            if scope.failed:
+                await scope.savepoint.rollback()
+                if update_id is not None and await updates.already_processed(session, update_id):
+                    scope.duplicate = True
+            else:
+                await self._release(scope, update)
+            wrote_outbox = outbox.take_enqueued(session)
+        finally:
+            leave_scope(token)
+            # The next update starts from the database, as with a session of its own.
+            session.expunge_all()
+        return scope, wrote_outbox, update_id
+
+    async def _release(self, scope: UpdateScope, update: object) -> None:
+        """Record the update's id and keep its savepoint's changes."""
+        savepoint = scope.savepoint
+        try:
+            if scope.update_id is not None and not await updates.mark_processed(
+                scope.session, scope.update_id, now=scope.now
+            ):
+                await _drop_repeat(scope, savepoint.rollback)
+                return
+            await savepoint.commit()
+        except IntegrityError as error:
+            await savepoint.rollback()
+            await self._processor.fail_at_commit(scope, update, error)
 
 
 def _discard(coroutine: Awaitable[Any]) -> None:

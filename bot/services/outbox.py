@@ -27,9 +27,10 @@ SEND_PHOTO = "send_photo"
 ENQUEUED = "moim.outbox.enqueued"
 
 
-def enqueued_in(session: AsyncSession) -> bool:
-    """True if this session put anything in the outbox (so the sender should look)."""
-    return bool(session.info.get(ENQUEUED))
+def take_enqueued(session: AsyncSession) -> bool:
+    """True if this session put anything in the outbox since the last call (so the sender
+    should look)."""
+    return bool(session.info.pop(ENQUEUED, False))
 
 
 def message_payload(
