@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -234,7 +234,10 @@ class UpdateProcessor(BaseUpdateProcessor):
                 async with commit_with_next_row(session):
                     recorded = await updates.mark_processed(session, update_id, now=scope.now)
                 if not recorded:
-                    await _drop_repeat(scope, session.rollback)
+                    # Handled before (a redelivery), or by a twin at the same moment: one effect.
+                    log.info("update %s was handled before; its repeat is dropped", update_id)
+                    await session.rollback()
+                    scope.duplicate = True
                     return
             await session.commit()
         except IntegrityError as error:
@@ -268,14 +271,6 @@ class UpdateProcessor(BaseUpdateProcessor):
                     )
         except TelegramError as error:
             log.warning("Bot API call failed after commit: %s: %s", type(error).__name__, error)
-
-
-async def _drop_repeat(scope: UpdateScope, roll_back: Callable[[], Awaitable[Any]]) -> None:
-    """The update's id was recorded before: handled already (a redelivery), or by a twin at
-    the same moment; its effects are undone so that it has one effect."""
-    log.info("update %s was handled before; its repeat is dropped", scope.update_id)
-    await roll_back()
-    scope.duplicate = True
 
 
 @dataclass
@@ -338,12 +333,24 @@ class SharedTransactions:
 
     async def _transact(self, batch: list[_Waiting]) -> list[tuple | None]:
         """One transaction for the batch; a None for each update if it failed as a whole."""
-        sessions = self._processor.application.runtime.sessions  # type: ignore[union-attr]
+        runtime = self._processor.application.runtime  # type: ignore[union-attr]
         outcomes = []
         try:
-            async with sessions() as session:
+            async with runtime.sessions() as session:
+                # Asked first, so the transaction holds SQLite's write lock from here on.
+                seen = await updates.processed_among(
+                    session, [w.update_id for w in batch if w.update_id is not None]
+                )
                 for waiting in batch:
-                    outcomes.append(await self._handle(session, waiting))
+                    outcomes.append(await self._handle(session, waiting, seen))
+                kept = [
+                    scope.update_id
+                    for scope, _, _ in outcomes
+                    if scope.update_id is not None and not (scope.failed or scope.duplicate)
+                ]
+                # Every kept update's id in one statement, which carries the COMMIT too.
+                async with commit_with_next_row(session):
+                    await updates.mark_all_processed(session, kept, now=runtime.now())
                 await session.commit()
         except Exception as error:
             log.warning(
@@ -357,12 +364,17 @@ class SharedTransactions:
         return outcomes
 
     async def _handle(
-        self, session: AsyncSession, waiting: _Waiting
+        self, session: AsyncSession, waiting: _Waiting, seen: set[int]
     ) -> tuple[UpdateScope, bool, int | None]:
         """One update in its own savepoint of the shared transaction."""
         runtime = self._processor.application.runtime  # type: ignore[union-attr]
         update, update_id = waiting.update, waiting.update_id
         scope = UpdateScope(session=session, now=runtime.now(), update_id=update_id)
+        if update_id in seen:  # handled before (a redelivery): it runs no more
+            log.info("update %s was handled before; its repeat is dropped", update_id)
+            _discard(waiting.coroutine)
+            scope.duplicate = True
+            return scope, False, update_id
         token = enter_scope(scope)
         try:
             scope.savepoint = await session.begin_nested()
@@ -372,8 +384,6 @@ class SharedTransactions:
                 raise scope.error  # the database went away: every update here runs again
             if scope.failed:
                 await scope.savepoint.rollback()
-                if update_id is not None and await updates.already_processed(session, update_id):
-                    scope.duplicate = True
             else:
                 await self._release(scope, update)
             wrote_outbox = outbox.take_enqueued(session)
@@ -381,20 +391,16 @@ class SharedTransactions:
             leave_scope(token)
             # The next update starts from the database, as with a session of its own.
             session.expunge_all()
+        if update_id is not None:
+            seen.add(update_id)
         return scope, wrote_outbox, update_id
 
     async def _release(self, scope: UpdateScope, update: object) -> None:
-        """Record the update's id and keep its savepoint's changes."""
-        savepoint = scope.savepoint
+        """Keep the savepoint's changes (its writes may still break a constraint here)."""
         try:
-            if scope.update_id is not None and not await updates.mark_processed(
-                scope.session, scope.update_id, now=scope.now
-            ):
-                await _drop_repeat(scope, savepoint.rollback)
-                return
-            await savepoint.commit()
+            await scope.savepoint.commit()
         except IntegrityError as error:
-            await savepoint.rollback()
+            await scope.savepoint.rollback()
             await self._processor.fail_at_commit(scope, update, error)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Collection
 
 import sqlalchemy as sa
 from sqlalchemy import delete
@@ -15,6 +16,33 @@ from bot.services.dialects import dialect_name
 from models import ProcessedUpdate
 
 KEEP_FOR = dt.timedelta(days=7)
+
+
+async def processed_among(session: AsyncSession, update_ids: Collection[int]) -> set[int]:
+    """Those of these update ids that were handled and committed before."""
+    if not update_ids:
+        return set()
+    found = await session.exec(
+        select(ProcessedUpdate.update_id).where(ProcessedUpdate.update_id.in_(update_ids))
+    )
+    return set(found.all())
+
+
+async def mark_all_processed(
+    session: AsyncSession, update_ids: Collection[int], *, now: dt.datetime
+) -> set[int]:
+    """Record several update ids in one statement; those that were not recorded before."""
+    if not update_ids:
+        return set()
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    table = ProcessedUpdate.__table__
+    statement = (
+        insert(table)
+        .values([{"update_id": update_id, "processed_at": now} for update_id in update_ids])
+        .on_conflict_do_nothing(index_elements=["update_id"])
+        .returning(table.c.update_id)
+    )
+    return set((await session.exec(statement)).scalars().all())
 
 
 async def already_processed(session: AsyncSession, update_id: int) -> bool:
