@@ -47,6 +47,14 @@ def seoul(text: str, **kwargs) -> str:
         ("Dec 19 18:00", "2026-12-19 18:00"),
         ("19 December 2026 6:30 pm", "2026-12-19 18:30"),
         ("정오", "2026-12-01 12:00"),
+        ("2주 뒤 18:00", "2026-12-15 18:00"),
+        ("3일 뒤에 오후 7시", "2026-12-04 19:00"),
+        ("일주일 후 19:30", "2026-12-08 19:30"),
+        ("열흘 뒤 10:00", "2026-12-11 10:00"),
+        ("한 달 후 18:00", "2027-01-01 18:00"),
+        ("in 2 weeks 6pm", "2026-12-15 18:00"),
+        ("3 days from now 18:00", "2026-12-04 18:00"),
+        ("a month later 9am", "2027-01-01 09:00"),
     ],
 )
 def test_moments_people_type(text, expected):
@@ -55,12 +63,16 @@ def test_moments_people_type(text, expected):
 
 def test_a_date_without_time_uses_the_default_or_asks():
     assert seoul("12월 24일", default_time=dt.time(23, 59)) == "2026-12-24 23:59"
+    assert seoul("2주 뒤", default_time=dt.time(23, 59)) == "2026-12-15 23:59"
     with pytest.raises(InvalidInput) as caught:
         seoul("12월 24일")
     assert caught.value.params["reason"] == "no_time"
 
 
-@pytest.mark.parametrize("text", ["", "언젠가", "13월 40일 18:00", "25:00", "내일 저녁쯤", "asdf"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "언젠가", "13월 40일 18:00", "25:00", "내일 저녁쯤", "asdf", "0일 뒤 18:00", "2주 18:00"],
+)
 def test_unreadable_moments_are_refused_with_the_text(text):
     with pytest.raises(InvalidInput) as caught:
         seoul(text)

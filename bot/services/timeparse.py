@@ -3,6 +3,7 @@
     parse_when("12월 19일 18:00", now=..., timezone="Asia/Seoul")
     parse_when("다음주 월요일 오후 7시 30분", ...), parse_when("내일 19:30", ...)
     parse_when("2026-12-19 18:00", ...), parse_when("fri 6pm", ...), parse_when("Dec 19 18:00")
+    parse_when("2주 뒤 18:00", ...), parse_when("한 달 후", ...), parse_when("in 2 weeks 6pm", ...)
     parse_duration("1시간 30분"), parse_duration("1d"), parse_duration("90 minutes")
 
 Times are read in the organisation's time zone and returned as aware UTC datetimes. Anything
@@ -17,6 +18,7 @@ import re
 from zoneinfo import ZoneInfo
 
 from dateutil import parser as dateutil_parser
+from dateutil.relativedelta import relativedelta
 
 from bot.services.errors import InvalidInput
 
@@ -59,6 +61,41 @@ MONTHS = {
     for name in names
 }
 _WEEKDAY_WORD = r"(?P<wd>[월화수목금토일])(?:요일)?|(?P<wd_en>mon|tue|wed|thu|fri|sat|sun)[a-z]*"
+# "2주 뒤", "한 달 후", "일주일 뒤", "열흘 후"; "in 2 weeks", "3 days from now", "a month later".
+_DAY_WORDS = {
+    "하루": 1,
+    "이틀": 2,
+    "사흘": 3,
+    "나흘": 4,
+    "닷새": 5,
+    "엿새": 6,
+    "일주일": 7,
+    "열흘": 10,
+    "보름": 15,
+}
+_COUNTS = {
+    **dict.fromkeys(("한", "a", "an", "one"), 1),
+    **dict.fromkeys(("두", "two"), 2),
+    **dict.fromkeys(("세", "three"), 3),
+    **dict.fromkeys(("네", "four"), 4),
+    **dict.fromkeys(("다섯", "five"), 5),
+    **dict.fromkeys(("여섯", "six"), 6),
+    **dict.fromkeys(("일곱", "seven"), 7),
+    **dict.fromkeys(("여덟", "eight"), 8),
+    **dict.fromkeys(("아홉", "nine"), 9),
+    **dict.fromkeys(("열", "ten"), 10),
+}
+_LATER_UNITS = {
+    **dict.fromkeys(("일", "day", "days"), "days"),
+    **dict.fromkeys(("주", "주일", "week", "weeks"), "weeks"),
+    **dict.fromkeys(("달", "개월", "month", "months"), "months"),
+}
+_COUNT = r"(?P<n>\d{1,3}|" + "|".join(sorted(_COUNTS, key=len, reverse=True)) + ")"
+_LATER = [
+    rf"^(?:{_COUNT}\s*(?P<unit>주일|주|개월|달|일)|(?P<days>{'|'.join(_DAY_WORDS)}))\s*(?:뒤|후)에?",
+    rf"^in\s+{_COUNT}\s+(?P<unit>days?|weeks?|months?)\b",
+    rf"^{_COUNT}\s+(?P<unit>days?|weeks?|months?)\s+(?:from\s+now|later)\b",
+]
 
 
 def _invalid(text: str) -> InvalidInput:
@@ -134,6 +171,9 @@ def _take_date(text: str, now: dt.datetime) -> tuple[dt.date | None, str]:
         if year is None and date < today - dt.timedelta(days=1):
             date = date.replace(year=today.year + 1)  # "1월 5일" in December: next year
         return date, text[match.end() :].strip()
+    later = _take_later_date(text, today)
+    if later[0] is not None:
+        return later
     words = {"오늘": 0, "today": 0, "내일": 1, "tomorrow": 1, "모레": 2}
     for word, days in words.items():
         if text.startswith(word):
@@ -154,6 +194,24 @@ def _take_date(text: str, now: dt.datetime) -> tuple[dt.date | None, str]:
         else:
             date = today + dt.timedelta(days=ahead)
         return date, text[match.end() :].strip()
+    return None, text
+
+
+def _take_later_date(text: str, today: dt.date) -> tuple[dt.date | None, str]:
+    """A date counted from today at the start of the text ("2주 뒤", "in 3 days")."""
+    for pattern in _LATER:
+        match = re.match(pattern, text)
+        if not match:
+            continue
+        found = match.groupdict()
+        if found.get("days"):
+            count, unit = _DAY_WORDS[found["days"]], "days"
+        else:
+            count = int(found["n"]) if found["n"].isdigit() else _COUNTS[found["n"]]
+            unit = _LATER_UNITS[found["unit"]]
+        if count == 0:
+            raise _invalid(text)
+        return today + relativedelta(**{unit: count}), text[match.end() :].strip()
     return None, text
 
 
