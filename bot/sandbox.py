@@ -54,6 +54,7 @@ class Sandbox:
         self.group_members: dict[int, set[int]] = {}
         self.chat: dict[str, Any] | None = None  # None: the private chat
         self.buttons: dict[int, list[dict[str, Any]]] = {}  # chat id -> last numbered buttons
+        self.answered_link: str | None = None  # a t.me link a tap was answered with
 
     # --- output -------------------------------------------------------------------------------
 
@@ -77,6 +78,8 @@ class Sandbox:
         if event == "answer":
             if data.get("text"):
                 self.say(f"  ↳ {data['text']}")
+            if data.get("url"):  # Telegram opens it at once (the bot's chat, for a t.me link)
+                self.answered_link = data["url"]
             return
         if event not in ("message", "edit"):
             return
@@ -251,6 +254,9 @@ class Sandbox:
             self.note("no_button", number=number)
             return
         await self.local.settle()
+        link, self.answered_link = self.answered_link, None
+        if link is not None:
+            await self.open_link(link)
 
     async def open_link(self, url: str) -> None:
         """Open a t.me link to the bot: /start with its payload, in the private chat."""

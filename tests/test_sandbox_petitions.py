@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 from tests.test_sandbox import Terminal
 
 
@@ -45,6 +48,45 @@ def test_sandbox_petition_tour(tmp_path):
             term.type(line)
             term.expect(shows)
         assert "목표의 50%에 도달했습니다" in term.screen
+        assert term.close() == 0
+    finally:
+        if term.process.poll() is None:
+            term.process.kill()
+
+
+def test_a_newcomer_tapping_sign_in_the_group_is_taken_to_the_bot_as_in_telegram(tmp_path):
+    term = Terminal("--name", "민지", cwd=tmp_path)
+    try:
+        term.expect("민지 ▸")
+        for line, shows in (
+            ("/start", "[1] 동의합니다"),
+            ("1", "만 14세 이상이신가요?"),
+            ("1", "민지님, 환영합니다!"),
+            ("/new_org 새솔마을 주민회 | saesol", "start=org_saesol"),
+            ("/group 새솔 단톡방", "/link_group"),
+            ("/link_group", "단체방으로 연결했습니다"),
+            ("/private", "민지 ▸"),
+            ("/new_petition 마을버스 증차 | 구청장 | 10 | 2주 뒤 | 공개", "전문을 보내"),
+            ("증차를 요청합니다.", "받았습니다"),
+            ("1", "미리보기"),
+            ("1", "start=pet_1"),
+            ("/group 새솔 단톡방", "민지 @ 새솔 단톡방 ▸"),
+            ("/post petition 1", "[2] ✍️ 서명하기"),
+            ("/as 순자", "순자 ▸"),
+            ("/group 새솔 단톡방", "순자 @ 새솔 단톡방 ▸"),
+            # Not registered: the tap opens the bot's chat, as Telegram does with such an answer.
+            ("2", "[1] 동의합니다"),
+            ("1", "만 14세 이상이신가요?"),
+            ("1", "[2] ✍️ 서명하기"),
+            ("2", "명단에 이름을 실어도 될까요?"),
+            ("1", "서명 1명 / 목표 10명"),
+            ("/quit", "▸"),
+        ):
+            term.type(line)
+            term.expect(shows)
+        due = (dt.datetime.now(ZoneInfo("Asia/Seoul")) + dt.timedelta(weeks=2)).date()
+        weekday = "월화수목금토일"[due.weekday()]
+        assert f"{due.month}월 {due.day}일 ({weekday}) 23:59까지" in term.screen  # "2주 뒤"
         assert term.close() == 0
     finally:
         if term.process.poll() is None:
