@@ -66,6 +66,17 @@ async def test_declining_or_being_under_14_stores_nothing(local):
         assert (await session.exec(sa.select(sa.func.count()).select_from(Member))).one() == (0,)
 
 
+async def test_typing_the_consent_instead_of_tapping_points_to_the_button(local):
+    soonja = Person(local, "순자")
+    await soonja.say("/start")
+    hint = (await soonja.say("동의합니다"))[-1]["text"]
+    assert "‘동의합니다’ 버튼을 눌러" in hint  # not "send /start" again, as if nothing happened
+    async with transaction(local.runtime.sessions) as session:  # typing is not consenting
+        assert (await session.exec(sa.select(sa.func.count()).select_from(Member))).one() == (0,)
+    tapped = await soonja.tap("동의합니다")  # the notice's buttons still work
+    assert any("만 14세 이상이신가요?" in m["text"] for m in tapped["messages"])
+
+
 async def test_notice_language_can_be_switched_before_consenting(local):
     person = Person(local, "Sam", language="ko")
     await person.say("/start")
