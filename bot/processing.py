@@ -391,8 +391,8 @@ class SharedTransactions:
             leave_scope(token)
             # The next update starts from the database, as with a session of its own.
             session.expunge_all()
-        if update_id is not None:
-            seen.add(update_id)
+        if update_id is not None and not scope.failed:
+            seen.add(update_id)  # kept: the same id later in this transaction is a repeat
         return scope, wrote_outbox, update_id
 
     async def _release(self, scope: UpdateScope, update: object) -> None:
