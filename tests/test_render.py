@@ -157,3 +157,22 @@ def test_callback_data_round_trip_and_limits():
     assert decode("x" * 65) is None
     with pytest.raises(ValueError):
         encode("poll:vote", "a" * 70)
+
+
+def test_an_unreadable_date_is_answered_with_examples_the_parser_reads_in_the_persons_language(
+    renderer,
+):
+    from bot.services.timeparse import parse_when
+
+    answers = {
+        language: renderer.text(
+            "common/errors.html", language, code="invalid_input", field="when", value="언젠가"
+        )
+        for language in ("ko", "en")
+    }
+    assert "2주 뒤 18:00" in answers["ko"] and "in 2 weeks 6pm" in answers["en"]
+    now = dt.datetime(2026, 12, 1, tzinfo=UTC)
+    for language, answer in answers.items():
+        examples = answer.split(":", 1)[1] if language == "ko" else answer.split("like", 1)[1]
+        for example in re.split(r",| or ", examples.strip(" .")):
+            parse_when(example.strip(), now=now, timezone="Asia/Seoul")  # every one is readable
