@@ -56,6 +56,21 @@ class Terminal:
             os.close(self.master)
 
 
+def typed_as_minji(tmp_path, steps) -> str:
+    """Type each line in a sandbox started as 민지, waiting for what it shows; the screen."""
+    term = Terminal("--name", "민지", cwd=tmp_path)
+    try:
+        term.expect("민지 ▸")
+        for line, shows in steps:
+            term.type(line)
+            term.expect(shows)
+        assert term.close() == 0
+        return term.screen
+    finally:
+        if term.process.poll() is None:
+            term.process.kill()
+
+
 def test_sandbox_tour_register_create_join_promote(tmp_path):
     term = Terminal("--name", "민지", cwd=tmp_path)
     try:

@@ -5,21 +5,25 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from tests.test_sandbox import Terminal
+from tests.test_sandbox import typed_as_minji
+
+# 민지 registers, creates the organisation and links its group chat; back in her private chat.
+MINJI_WITH_A_GROUP = (
+    ("/start", "[1] 동의합니다"),
+    ("1", "만 14세 이상이신가요?"),
+    ("1", "민지님, 환영합니다!"),
+    ("/new_org 새솔마을 주민회 | saesol", "start=org_saesol"),
+    ("/group 새솔 단톡방", "/link_group"),
+    ("/link_group", "단체방으로 연결했습니다"),
+    ("/private", "민지 ▸"),
+)
 
 
 def test_sandbox_petition_tour(tmp_path):
-    term = Terminal("--name", "민지", cwd=tmp_path)
-    try:
-        term.expect("민지 ▸")
-        for line, shows in (
-            ("/start", "[1] 동의합니다"),
-            ("1", "만 14세 이상이신가요?"),
-            ("1", "민지님, 환영합니다!"),
-            ("/new_org 새솔마을 주민회 | saesol", "start=org_saesol"),
-            ("/group 새솔 단톡방", "/link_group"),
-            ("/link_group", "단체방으로 연결했습니다"),
-            ("/private", "민지 ▸"),
+    screen = typed_as_minji(
+        tmp_path,
+        (
+            *MINJI_WITH_A_GROUP,
             ("/new_petition 마을버스 증차 요청 | 구청장 | 4명 | 내일 | 공개", "전문을 보내"),
             ("7번 마을버스는 출퇴근 때 30분을 기다립니다. 증차를 요청합니다.", "받았습니다: 37자"),
             ("1", "미리보기"),
@@ -44,28 +48,16 @@ def test_sandbox_petition_tour(tmp_path):
             ("3", "petition-1-"),
             ("/skip 2d", "청원이 마감되었습니다"),
             ("/quit", "▸"),
-        ):
-            term.type(line)
-            term.expect(shows)
-        assert "목표의 50%에 도달했습니다" in term.screen
-        assert term.close() == 0
-    finally:
-        if term.process.poll() is None:
-            term.process.kill()
+        ),
+    )
+    assert "목표의 50%에 도달했습니다" in screen
 
 
 def test_a_newcomer_tapping_sign_in_the_group_is_taken_to_the_bot_as_in_telegram(tmp_path):
-    term = Terminal("--name", "민지", cwd=tmp_path)
-    try:
-        term.expect("민지 ▸")
-        for line, shows in (
-            ("/start", "[1] 동의합니다"),
-            ("1", "만 14세 이상이신가요?"),
-            ("1", "민지님, 환영합니다!"),
-            ("/new_org 새솔마을 주민회 | saesol", "start=org_saesol"),
-            ("/group 새솔 단톡방", "/link_group"),
-            ("/link_group", "단체방으로 연결했습니다"),
-            ("/private", "민지 ▸"),
+    screen = typed_as_minji(
+        tmp_path,
+        (
+            *MINJI_WITH_A_GROUP,
             ("/new_petition 마을버스 증차 | 구청장 | 10 | 2주 뒤 | 공개", "전문을 보내"),
             ("증차를 요청합니다.", "받았습니다"),
             ("1", "미리보기"),
@@ -81,13 +73,8 @@ def test_a_newcomer_tapping_sign_in_the_group_is_taken_to_the_bot_as_in_telegram
             ("2", "명단에 이름을 실어도 될까요?"),
             ("1", "서명 1명 / 목표 10명"),
             ("/quit", "▸"),
-        ):
-            term.type(line)
-            term.expect(shows)
-        due = (dt.datetime.now(ZoneInfo("Asia/Seoul")) + dt.timedelta(weeks=2)).date()
-        weekday = "월화수목금토일"[due.weekday()]
-        assert f"{due.month}월 {due.day}일 ({weekday}) 23:59까지" in term.screen  # "2주 뒤"
-        assert term.close() == 0
-    finally:
-        if term.process.poll() is None:
-            term.process.kill()
+        ),
+    )
+    due = (dt.datetime.now(ZoneInfo("Asia/Seoul")) + dt.timedelta(weeks=2)).date()
+    weekday = "월화수목금토일"[due.weekday()]
+    assert f"{due.month}월 {due.day}일 ({weekday}) 23:59까지" in screen  # "2주 뒤"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.test_sandbox import Terminal
+from tests.test_sandbox import typed_as_minji
 
 REGISTER_AND_JOIN = (
     ("/start", "[1] 동의합니다"),
@@ -21,18 +21,8 @@ REGISTER_AND_JOIN = (
 
 
 def tour(tmp_path, steps) -> str:
-    """Type each line, wait for what it should show; the whole screen at the end."""
-    term = Terminal("--name", "민지", cwd=tmp_path)
-    try:
-        term.expect("민지 ▸")
-        for line, shows in (*REGISTER_AND_JOIN, *steps, ("/quit", "▸")):
-            term.type(line)
-            term.expect(shows)
-        assert term.close() == 0
-        return term.screen
-    finally:
-        if term.process.poll() is None:
-            term.process.kill()
+    """The first tour's start, then ``steps``, then /quit; the whole screen at the end."""
+    return typed_as_minji(tmp_path, (*REGISTER_AND_JOIN, *steps, ("/quit", "▸")))
 
 
 def test_sandbox_profile_data_export_erasure_and_english(tmp_path):
