@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from telegram import Update
@@ -40,6 +41,22 @@ def command_text(update: Update) -> str:
         return text.strip()
     parts = text.split(maxsplit=1)
     return parts[1].strip() if len(parts) > 1 else ""
+
+
+def intended_command(text: str, known: Iterable[str]) -> str | None:
+    """The command someone most likely meant by one nobody handles: "/newpoll" or
+    "/new poll" for /new_poll, "/new_pol" too; None if nothing is close."""
+    words = text.lstrip("/").split()
+    if not words:
+        return None
+    typed = words[0].split("@")[0].lower().replace("_", "")
+    plain = {name.replace("_", ""): name for name in known}
+    joined = typed + words[1].lower() if len(words) > 1 else typed  # "/new poll"
+    for guess in (typed, joined):
+        if guess in plain:
+            return plain[guess]
+    close = difflib.get_close_matches(typed, plain, n=1, cutoff=0.8)
+    return plain[close[0]] if close else None
 
 
 def callback(update: Update) -> Callback | None:

@@ -22,7 +22,7 @@ from bot.callbacks import pattern
 from bot.context import MoimApplication, MoimContext
 from bot.services import conversations, members, organizations, privacy
 from bot.services.errors import DomainError, StaleButton, TooYoung
-from handlers.common import callback, command_text, is_private, moim_handler
+from handlers.common import callback, command_text, intended_command, is_private, moim_handler
 
 DEEP_LINK = re.compile(r"^([a-z]+)_([A-Za-z0-9_-]{1,40})$")
 
@@ -381,8 +381,16 @@ async def continue_media_flow(update: Update, context: MoimContext) -> None:
 
 @moim_handler()
 async def unknown_command(update: Update, context: MoimContext) -> None:
-    """A command nobody handles: point to /help."""
-    context.reply(update, context.render("common/unknown_command.html"))
+    """A command nobody handles: the one probably meant, if any, and /help."""
+    known = {
+        name
+        for handlers in context.application.handlers.values()
+        for handler in handlers
+        if isinstance(handler, CommandHandler)
+        for name in handler.commands
+    }
+    suggestion = intended_command(update.effective_message.text or "", known)
+    context.reply(update, context.render("common/unknown_command.html", suggestion=suggestion))
 
 
 async def bot_membership_changed(update: Update, context: MoimContext) -> None:

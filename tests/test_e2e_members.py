@@ -126,6 +126,19 @@ async def test_unknown_things_get_friendly_answers(local):
     assert "/mydata" in help_text and "/invite" not in help_text
 
 
+async def test_a_mistyped_command_gets_the_one_probably_meant(local):
+    person = Person(local, "영수")
+    await register(person)
+    for typed in ("/newpoll 점심? | 국밥 | 냉면", "/new poll", "/new_pol", "/Newpoll@moim_bot"):
+        reply = (await person.say(typed))[-1]["text"]
+        assert reply.startswith("혹시 /new_poll 명령을 찾으셨나요?"), typed
+    reply = (await person.say("/xyzzy"))[-1]["text"]
+    assert "모르는 명령입니다" in reply and "혹시" not in reply
+    alex = Person(local, "Alex", language="en")
+    await register(alex)
+    assert (await alex.say("/mydta"))[-1]["text"].startswith("Did you mean /mydata?")
+
+
 async def test_a_link_to_something_gone_still_registers_the_newcomer(local):
     person = Person(local, "서준")
     messages = await register(person, "org_nosuch")
