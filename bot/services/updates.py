@@ -34,13 +34,8 @@ async def mark_all_processed(
     """Record several update ids in one statement; those that were not recorded before."""
     if not update_ids:
         return set()
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    table = ProcessedUpdate.__table__
-    statement = (
-        insert(table)
-        .values([{"update_id": update_id, "processed_at": now} for update_id in update_ids])
-        .on_conflict_do_nothing(index_elements=["update_id"])
-        .returning(table.c.update_id)
+    statement = _recording(dialect_name(session)).values(
+        [{"update_id": update_id, "processed_at": now} for update_id in update_ids]
     )
     return set((await session.exec(statement)).scalars().all())
 
@@ -66,13 +61,21 @@ async def mark_processed(session: AsyncSession, update_id: int, *, now: dt.datet
 
 @functools.cache
 def _record_statement(dialect: str):
-    # Built once per dialect: it runs for every update. On the table, not the model: an ORM
-    # insert goes through the ORM's bulk machinery, several times the cost of the statement.
+    # Built once per dialect: it runs for every update.
+    return _recording(dialect).values(
+        update_id=sa.bindparam("update_id"), processed_at=sa.bindparam("processed_at")
+    )
+
+
+def _recording(dialect: str):
+    """An INSERT of update ids that skips those already recorded and returns those it adds.
+
+    On the table, not the model: an ORM insert goes through the ORM's bulk machinery, several
+    times the cost of the statement."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = ProcessedUpdate.__table__
     return (
         insert(table)
-        .values(update_id=sa.bindparam("update_id"), processed_at=sa.bindparam("processed_at"))
         .on_conflict_do_nothing(index_elements=["update_id"])
         .returning(table.c.update_id)
     )
