@@ -25,7 +25,7 @@ from bench.harness import TOKEN, Emulator, Figure, Settings, bot_process, people
 from bot.app import build_runtime
 from bot.config import Config
 from bot.db import migrate, transaction
-from bot.http import AiohttpRequest
+from bot.http import BotApiRequest
 from bot.services import broadcasts, organizations
 from models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, Member, Membership
 
@@ -387,7 +387,7 @@ async def baseline(settings: Settings) -> list[Figure]:
         recipients = await people(emulator.client, count)
         await emulator.client.open_chats(TOKEN, recipients)
         bot = ExtBot(
-            TOKEN, base_url=emulator.base_url, request=AiohttpRequest(connection_pool_size=16)
+            TOKEN, base_url=emulator.base_url, request=BotApiRequest(connection_pool_size=16)
         )
         await bot.initialize()
         gate = asyncio.Semaphore(16)

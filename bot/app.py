@@ -16,7 +16,7 @@ from bot.config import Config
 from bot.context import MoimApplication, MoimContext
 from bot.db import is_sqlite, make_engine, make_sessionmaker, migrate
 from bot.delivery import OutboxSender, sender_concurrency
-from bot.http import AiohttpRequest
+from bot.http import BotApiRequest
 from bot.processing import UpdateProcessor
 from bot.ratelimit import TelegramRateLimiter
 from bot.render import Renderer
@@ -78,7 +78,7 @@ def build_application(config: Config, options: BuildOptions | None = None) -> Mo
             )
         )
         .request(_request(config))
-        .get_updates_request(AiohttpRequest(connection_pool_size=1, read_timeout=60))
+        .get_updates_request(BotApiRequest(connection_pool_size=1, read_timeout=60))
         .post_init(_post_init(options))
         .post_shutdown(_post_shutdown)
     )
@@ -93,10 +93,10 @@ def build_application(config: Config, options: BuildOptions | None = None) -> Mo
     return application
 
 
-def _request(config: Config) -> AiohttpRequest:
+def _request(config: Config) -> BotApiRequest:
     # Room for the sender's sends in flight, as many parked ones waiting for a slow answer
     # (see bot.delivery), and the replies.
-    return AiohttpRequest(
+    return BotApiRequest(
         connection_pool_size=2 * sender_concurrency(config.delivery) + 8,
         read_timeout=15,
         write_timeout=15,

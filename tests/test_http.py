@@ -12,7 +12,7 @@ from telegram.error import NetworkError, TimedOut
 from bot.emulator.emulator import Emulator
 from bot.emulator.limits import Faults
 from bot.emulator.server import EmulatorServer
-from bot.http import AiohttpRequest
+from bot.http import BotApiRequest
 
 TOKEN = "7000000009:HTTP-TEST"
 
@@ -23,7 +23,7 @@ async def test_calls_uploads_and_timeouts_through_the_emulator():
     person = emulator.create_user("서준")["id"]
     emulator.send_text(TOKEN, person, "/start")
     async with EmulatorServer(emulator) as server:
-        request = AiohttpRequest(read_timeout=0.5, write_timeout=0.5)
+        request = BotApiRequest(read_timeout=0.5, write_timeout=0.5)
         async with Bot(TOKEN, base_url=server.base_url, request=request) as bot:
             assert (await bot.get_me()).username == "http_test_bot"
             with pytest.raises(TimedOut):  # the emulator holds the send longer than we wait
@@ -42,7 +42,7 @@ async def test_a_refused_connection_is_a_network_error():
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    request = AiohttpRequest(connect_timeout=1)
+    request = BotApiRequest(connect_timeout=1)
     with pytest.raises(NetworkError) as caught:
         async with Bot(TOKEN, base_url=f"http://127.0.0.1:{port}/bot", request=request) as bot:
             await asyncio.wait_for(bot.send_message(1, "x"), 5)

@@ -1,17 +1,18 @@
-"""Bot API requests over aiohttp: keep-alive, answers of every shape, and failures that say
+"""Bot API requests: keep-alive, answers of every shape, and failures that say
 whether the request left."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 import pytest
 from telegram.error import NetworkError, TimedOut
 from telegram.request import RequestData
 from telegram.request._requestparameter import RequestParameter
 
-from bot.http import AiohttpRequest, NoAnswer, NotSent
+from bot.http import BotApiRequest, NoAnswer, NotSent
 
 
 class Server:
@@ -21,6 +22,7 @@ class Server:
         self.respond = respond
         self.connections = 0
         self.requests: list[bytes] = []
+        self.hang_up_after_answer = False  # as a server does with a connection idle too long
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> Server:
@@ -51,6 +53,9 @@ class Server:
                     return
                 writer.write(answer)
                 await writer.drain()
+                if self.hang_up_after_answer:
+                    writer.close()
+                    return
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
@@ -71,18 +76,18 @@ def data() -> RequestData:
     )
 
 
-async def test_requests_share_one_kept_alive_connection_and_forms_are_encoded():
+async def test_requests_share_one_kept_alive_connection_and_bodies_are_json():
     async def respond(number):
         return ok()
 
     async with Server(respond) as server:
-        client = AiohttpRequest(connection_pool_size=4)
+        client = BotApiRequest(connection_pool_size=4)
         await client.initialize()
         answers = [await client.do_request(server.url, "POST", data()) for _ in range(5)]
         await client.shutdown()
     assert answers == [(200, b'{"ok":true,"result":1}')] * 5
     assert server.connections == 1
-    assert server.requests[0] == b"chat_id=42&text=%EC%95%88%EB%85%95+%26+%EC%9E%98%EA%B0%80"
+    assert json.loads(server.requests[0]) == PARAMETERS
 
 
 async def test_chunked_and_closing_answers_are_read():
@@ -95,7 +100,7 @@ async def test_chunked_and_closing_answers_are_read():
         return ok(extra="Connection: close\r\n")
 
     async with Server(respond) as server:
-        client = AiohttpRequest(connection_pool_size=4)
+        client = BotApiRequest(connection_pool_size=4)
         first = await client.do_request(server.url, "POST", data())
         second = await client.do_request(server.url, "POST", data())
         third = await client.do_request(server.url, "POST", data())
@@ -105,13 +110,48 @@ async def test_chunked_and_closing_answers_are_read():
     assert server.connections == 2  # the "Connection: close" one was not reused
 
 
+async def test_a_connection_the_server_closed_while_idle_is_not_used_again():
+    async def respond(number):
+        return ok()
+
+    async with Server(respond) as server:
+        server.hang_up_after_answer = True
+        client = BotApiRequest(connection_pool_size=4)
+        first = await client.do_request(server.url, "POST", data())
+        await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
+        second = await client.do_request(server.url, "POST", data())
+        await client.shutdown()
+    assert first[0] == second[0] == 200
+    assert server.connections == 2
+
+
+async def test_a_cancelled_request_leaves_no_answer_for_the_next_one():
+    gate = asyncio.Event()
+
+    async def respond(number):
+        if number == 1:
+            await gate.wait()
+            return ok(b'{"ok":true,"result":"first"}')
+        return ok(b'{"ok":true,"result":"second"}')
+
+    async with Server(respond) as server:
+        client = BotApiRequest(connection_pool_size=1)
+        first = asyncio.create_task(client.do_request(server.url, "POST", data()))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        gate.set()
+        second = await client.do_request(server.url, "POST", data())
+        await client.shutdown()
+    assert second == (200, b'{"ok":true,"result":"second"}')
+
+
 async def test_no_answer_means_it_may_have_arrived():
     async def silent(number):
         await asyncio.sleep(5)
         return ok()
 
     async with Server(silent) as server:
-        client = AiohttpRequest(connection_pool_size=4, read_timeout=0.1)
+        client = BotApiRequest(connection_pool_size=4, read_timeout=0.1)
         with pytest.raises(TimedOut) as caught:
             await client.do_request(server.url, "POST", data())
         await client.shutdown()
@@ -121,7 +161,7 @@ async def test_no_answer_means_it_may_have_arrived():
         return None
 
     async with Server(hang_up) as server:
-        client = AiohttpRequest(connection_pool_size=4)
+        client = BotApiRequest(connection_pool_size=4)
         with pytest.raises(NetworkError) as caught:
             await client.do_request(server.url, "POST", data())
         await client.shutdown()
@@ -129,7 +169,7 @@ async def test_no_answer_means_it_may_have_arrived():
 
 
 async def test_a_request_that_never_left_says_so():
-    client = AiohttpRequest(connection_pool_size=1, pool_timeout=0.1)
+    client = BotApiRequest(connection_pool_size=1, pool_timeout=0.1)
     with pytest.raises(NetworkError) as caught:  # nobody listens on port 9
         await client.do_request("http://127.0.0.1:9/bot1:a/getMe", "POST", None)
     assert isinstance(caught.value.__cause__, NotSent)
