@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram.ext import Application, CallbackContext, ExtBot
 
@@ -18,6 +17,7 @@ from bot.render import Rendered, plain_text
 from bot.services import members
 
 if TYPE_CHECKING:
+    from bot.db import UpdatePart
     from bot.runtime import Runtime
     from models import Member
 
@@ -54,7 +54,7 @@ class UpdateScope:
     # Work for after commit that needs the database again (e.g. remember a sent message's id).
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # When the update shares its transaction with others: its own part of it.
-    savepoint: AsyncSessionTransaction | None = None
+    savepoint: UpdatePart | None = None
 
 
 _current_scope: contextvars.ContextVar[UpdateScope | None] = contextvars.ContextVar(
@@ -219,9 +219,8 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
         scope = self.scope
         if scope.savepoint is None:
             await self.session.rollback()
-        else:  # only this update's part of a shared transaction, and on from a new one
+        else:  # only this update's part of a shared transaction
             await scope.savepoint.rollback()
-            scope.savepoint = await self.session.begin_nested()
         scope.actions.clear()
         scope.after_commit.clear()
         # The rollback expired every loaded object; load the person again for what follows.

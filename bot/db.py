@@ -188,6 +188,34 @@ async def commit_with_next_row(session: AsyncSession) -> AsyncIterator[None]:
         adapted.commit_if_row = False
 
 
+class UpdatePart:
+    """An update's own part of a transaction it shares with others (SQLite only), undone
+    alone: a savepoint the driver makes before the part's first write (OneTripConnection)."""
+
+    def __init__(self, session: AsyncSession, connection: OneTripConnection) -> None:
+        self._session = session
+        self._connection = connection
+        connection.begin_part()
+
+    @classmethod
+    async def driver_connection(cls, session: AsyncSession) -> OneTripConnection:
+        """The session's SQLite connection, to start parts on."""
+        connection = await (await session.connection()).get_raw_connection()
+        return connection.dbapi_connection
+
+    async def rollback(self) -> None:
+        """Undo what the part wrote; the session forgets every object it holds, as after a
+        rollback (what it loaded may show writes that are gone now)."""
+        self._connection.undo_part()
+        self._session.expunge_all()
+
+    async def release(self) -> None:
+        """Keep what the part wrote; its pending changes are written first (a broken
+        constraint raises here, and the session then needs a rollback)."""
+        await self._session.flush()
+        self._connection.end_part()
+
+
 def render_item(type_, obj, autogen_context):
     """Alembic hook: write our column types as plain SQLAlchemy ones in generated migrations."""
     from models.base import UTCDateTime

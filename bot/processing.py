@@ -6,8 +6,8 @@ handlers, record the update id and commit once — and only then make the Bot AP
 handlers asked for. A failed update is rolled back and the person gets an apology instead.
 
 On SQLite the updates waiting for the database share a transaction (``SharedTransactions``):
-each runs in its own savepoint, so one failing update still changes nothing and the others
-keep their effects, and all of them commit together.
+each runs in its own part of it (a savepoint once it writes), so one refused update still
+changes nothing and the others keep their effects, and all of them commit together.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from telegram.error import ChatMigrated, Forbidden, TelegramError
 from telegram.ext import BaseUpdateProcessor
 
 from bot.context import Action, UpdateScope, enter_scope, leave_scope
-from bot.db import commit_with_next_row, is_transient, transaction
+from bot.db import UpdatePart, commit_with_next_row, is_transient, transaction
 from bot.i18n import negotiate_language
 from bot.services import members, organizations, outbox, updates
 
@@ -337,12 +337,13 @@ class SharedTransactions:
         outcomes = []
         try:
             async with runtime.sessions() as session:
+                connection = await UpdatePart.driver_connection(session)
                 # Asked first, so the transaction holds SQLite's write lock from here on.
                 seen = await updates.processed_among(
                     session, [w.update_id for w in batch if w.update_id is not None]
                 )
                 for waiting in batch:
-                    outcomes.append(await self._handle(session, waiting, seen))
+                    outcomes.append(await self._handle(session, connection, waiting, seen))
                 kept = [
                     scope.update_id
                     for scope, _, _ in outcomes
@@ -364,9 +365,9 @@ class SharedTransactions:
         return outcomes
 
     async def _handle(
-        self, session: AsyncSession, waiting: _Waiting, seen: set[int]
+        self, session: AsyncSession, connection, waiting: _Waiting, seen: set[int]
     ) -> tuple[UpdateScope, bool, int | None]:
-        """One update in its own savepoint of the shared transaction."""
+        """One update in its own part of the shared transaction."""
         runtime = self._processor.application.runtime  # type: ignore[union-attr]
         update, update_id = waiting.update, waiting.update_id
         scope = UpdateScope(session=session, now=runtime.now(), update_id=update_id)
@@ -377,15 +378,19 @@ class SharedTransactions:
             return scope, False, update_id
         token = enter_scope(scope)
         try:
-            scope.savepoint = await session.begin_nested()
+            scope.savepoint = part = UpdatePart(session, connection)
             await _load_person(scope, update, runtime)
             await waiting.coroutine
-            if scope.failed and is_transient(scope.error):
-                raise scope.error  # the database went away: every update here runs again
+            if scope.failed and (is_transient(scope.error) or not session.is_active):
+                # The database went away, or a write broke and SQLAlchemy's session now wants
+                # a rollback of everything: every update here runs again, each alone.
+                raise scope.error
             if scope.failed:
-                await scope.savepoint.rollback()
+                await part.rollback()
             else:
-                await self._release(scope, update)
+                # Its writes are flushed here; one that breaks a constraint raises, and the
+                # updates run again alone, where the commit tells the person.
+                await part.release()
             wrote_outbox = outbox.take_enqueued(session)
         finally:
             leave_scope(token)
@@ -394,14 +399,6 @@ class SharedTransactions:
         if update_id is not None and not scope.failed:
             seen.add(update_id)  # kept: the same id later in this transaction is a repeat
         return scope, wrote_outbox, update_id
-
-    async def _release(self, scope: UpdateScope, update: object) -> None:
-        """Keep the savepoint's changes (its writes may still break a constraint here)."""
-        try:
-            await scope.savepoint.commit()
-        except IntegrityError as error:
-            await scope.savepoint.rollback()
-            await self._processor.fail_at_commit(scope, update, error)
 
 
 def _discard(coroutine: Awaitable[Any]) -> None:

@@ -142,3 +142,37 @@ async def test_losing_the_database_midway_runs_every_update_again_alone(local, c
         assert replies == [f"바꿨습니다. 이제 이름은 ‘새 {person.name}’입니다."]  # once
         assert not any(APOLOGY in t for t in _said(person))
     assert any("each runs again alone" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_write_that_breaks_a_constraint_spoils_only_its_own_update(local):
+    """SQLAlchemy wants the whole transaction rolled back after a failed flush: the updates
+    run again alone, so the others keep their effects and only the breaking one apologises."""
+    seojun, jiwoo, hayun = await _people(local, ["서준", "지우", "하윤"])
+    original = members_handlers.members.rename
+
+    async def rename(session, member, name):
+        renamed = await original(session, member, name)
+        if member.telegram_user_id == jiwoo.id:  # a second member with 서준's Telegram id
+            session.add(Member(telegram_user_id=seojun.id, display_name="복제", language="ko"))
+        return renamed
+
+    members_handlers.members.rename = rename
+    try:
+        await _all_at_once(
+            local, {seojun: "/name 김서준", jiwoo: "/name 이지우", hayun: "/name 박하윤"}
+        )
+    finally:
+        members_handlers.members.rename = original
+    names = await _names(local)
+    assert names[seojun.id] == "김서준"
+    assert names[jiwoo.id] == "지우"
+    assert names[hayun.id] == "박하윤"
+    assert [t for t in _said(seojun) if t.startswith("바꿨습니다")] == [
+        "바꿨습니다. 이제 이름은 ‘김서준’입니다."
+    ]
+    assert [t for t in _said(hayun) if t.startswith("바꿨습니다")] == [
+        "바꿨습니다. 이제 이름은 ‘박하윤’입니다."
+    ]
+    assert APOLOGY in _said(jiwoo)[-1]
+    assert sum(APOLOGY in t for t in _said(jiwoo)) == 1
+    assert not any(APOLOGY in text for text in _said(seojun) + _said(hayun))
