@@ -30,6 +30,7 @@ from bot.context import Action, UpdateScope, enter_scope, leave_scope
 from bot.db import UpdatePart, commit_with_next_row, is_transient, transaction
 from bot.i18n import negotiate_language
 from bot.services import members, organizations, outbox, updates
+from models import Member
 
 if TYPE_CHECKING:
     from bot.context import MoimApplication
@@ -342,8 +343,13 @@ class SharedTransactions:
                 seen = await updates.processed_among(
                     session, [w.update_id for w in batch if w.update_id is not None]
                 )
+                # Everyone's member row in one statement; each stays in the session while
+                # the updates run (in step with what they write), until an update fails.
+                known = await members.by_telegram_ids(
+                    session, {user.id for w in batch if (user := _sender(w.update)) is not None}
+                )
                 for waiting in batch:
-                    outcomes.append(await self._handle(session, connection, waiting, seen))
+                    outcomes.append(await self._handle(session, connection, waiting, seen, known))
                 kept = [
                     scope.update_id
                     for scope, _, _ in outcomes
@@ -365,7 +371,12 @@ class SharedTransactions:
         return outcomes
 
     async def _handle(
-        self, session: AsyncSession, connection, waiting: _Waiting, seen: set[int]
+        self,
+        session: AsyncSession,
+        connection,
+        waiting: _Waiting,
+        seen: set[int],
+        known: dict[int, Member],
     ) -> tuple[UpdateScope, bool, int | None]:
         """One update in its own part of the shared transaction."""
         runtime = self._processor.application.runtime  # type: ignore[union-attr]
@@ -379,7 +390,7 @@ class SharedTransactions:
         token = enter_scope(scope)
         try:
             scope.savepoint = part = UpdatePart(session, connection)
-            await _load_person(scope, update, runtime)
+            await _load_person(scope, update, runtime, known)
             await waiting.coroutine
             if scope.failed and (is_transient(scope.error) or not session.is_active):
                 # The database went away, or a write broke and SQLAlchemy's session now wants
@@ -394,8 +405,10 @@ class SharedTransactions:
             wrote_outbox = outbox.take_enqueued(session)
         finally:
             leave_scope(token)
-            # The next update starts from the database, as with a session of its own.
-            session.expunge_all()
+            # The next update starts from the database, as with a session of its own; only
+            # the member rows stay, as they are in the database now (a failed update's
+            # rollback forgot them too).
+            _forget_all_but_members(session)
         if update_id is not None and not scope.failed:
             seen.add(update_id)  # kept: the same id later in this transaction is a repeat
         return scope, wrote_outbox, update_id
@@ -408,16 +421,34 @@ def _discard(coroutine: Awaitable[Any]) -> None:
         close()
 
 
-async def _load_person(scope: UpdateScope, update: object, runtime) -> None:
-    """Find the member behind the update and the language to answer in."""
-    user = update.effective_user if isinstance(update, Update) else None
+def _sender(update: object):
+    """The Telegram user behind an update, if any."""
+    return update.effective_user if isinstance(update, Update) else None
+
+
+def _forget_all_but_members(session: AsyncSession) -> None:
+    """Detach every object from the session except the members it holds."""
+    for instance in [o for o in session.identity_map.values() if not isinstance(o, Member)]:
+        session.expunge(instance)
+    for instance in list(session.new):
+        session.expunge(instance)
+
+
+async def _load_person(
+    scope: UpdateScope, update: object, runtime, known: dict[int, Member] | None = None
+) -> None:
+    """Find the member behind the update (in ``known`` while it is still in the session)
+    and the language to answer in."""
+    user = _sender(update)
     config = runtime.config
     scope.language = config.bot.default_language
     if user is None:
         return
     scope.language = negotiate_language(user.language_code, config.bot.default_language)
     scope.telegram_user_id = user.id
-    member = await members.by_telegram_id(scope.session, user.id)
+    member = known.get(user.id) if known else None
+    if member is None or member not in scope.session:
+        member = await members.by_telegram_id(scope.session, user.id)
     if member is None or member.deleted_at is not None:
         return
     scope.member = member

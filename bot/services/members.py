@@ -42,6 +42,20 @@ async def by_telegram_id(session: AsyncSession, telegram_user_id: int) -> Member
     return result.first()
 
 
+async def by_telegram_ids(session: AsyncSession, telegram_user_ids: set[int]) -> dict[int, Member]:
+    """The registered (not deleted) members with these Telegram ids, by Telegram id."""
+    if not telegram_user_ids:
+        return {}
+    result = await session.exec(
+        select(Member).where(
+            Member.telegram_user_id.in_(sa.bindparam("ids", expanding=True)),
+            Member.deleted_at.is_(None),
+        ),
+        params={"ids": list(telegram_user_ids)},
+    )
+    return {member.telegram_user_id: member for member in result.all()}
+
+
 async def require_member(session: AsyncSession, telegram_user_id: int) -> Member:
     """The member with this Telegram id, or NotRegistered."""
     member = await by_telegram_id(session, telegram_user_id)
