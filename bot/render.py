@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html as html_lib
 import re
 from dataclasses import dataclass, field
@@ -11,8 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+from babel import Locale
 from babel.dates import format_datetime
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import NumberPattern, format_decimal, parse_pattern
 from markupsafe import Markup
 
 from bot.callbacks import encode
@@ -192,11 +194,9 @@ class Renderer:
                 value, language, tz, "date_year" if year else "date"
             ),
             time=lambda value, tz=None: self.format_moment(value, language, tz, "time"),
-            number=lambda value: format_decimal(value, locale=language),
-            percent=lambda value, digits=0: format_percent(
-                value,
-                locale=language,
-                format="#,##0" + ("." + "0" * digits if digits else "") + "%",
+            number=lambda value: format_decimal(value, locale=_locale(language)),
+            percent=lambda value, digits=0: _percent_pattern(digits).apply(
+                value, _locale(language)
             ),
             bar=progress_bar,
         )
@@ -232,6 +232,18 @@ class Renderer:
     def text(self, template: str, language: str | None, **context: Any) -> str:
         """Render a template that has no buttons (document captions, fragments)."""
         return self.render(template, language, **context).text
+
+
+@functools.cache
+def _locale(language: str) -> Locale:
+    """Babel's locale, parsed once (cards format numbers on every tap)."""
+    return Locale.parse(language)
+
+
+@functools.cache
+def _percent_pattern(digits: int) -> NumberPattern:
+    """A percentage with ``digits`` decimals (12% or 12.5%), parsed once."""
+    return parse_pattern("#,##0" + ("." + "0" * digits if digits else "") + "%")
 
 
 def tidy(text: str) -> str:
