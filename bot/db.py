@@ -213,6 +213,8 @@ class UpdatePart:
         """Keep what the part wrote; its pending changes are written first (a broken
         constraint raises here, and the session then needs a rollback)."""
         await self._session.flush()
+        if self._connection.writes_waiting():  # its failure must still be this part's
+            await self._connection.send_waiting()
         self._connection.end_part()
 
 

@@ -31,6 +31,10 @@ from sqlalchemy.util.concurrency import await_
 
 # Statements that answer nothing anyone reads: they wait and go with the next statement.
 _RIDE_ALONG = ("SAVEPOINT ", "RELEASE SAVEPOINT ")
+# A write marked with this (``.prefix_with(WITH_NEXT, dialect="sqlite")``) answers nothing
+# anyone reads either: it goes with the same update's next statement, so a failure is still
+# that update's own (UpdatePart.release sends a write left over at the part's end).
+WITH_NEXT = "/* with the next statement */"
 # The savepoint of an update's part of a shared transaction (see OneTripConnection).
 _PART = "moim_update_part"
 
@@ -40,15 +44,14 @@ def _run_statement(
     operation: str,
     parameters: Any,
     many: bool,
-    lead: tuple[str, ...],
+    lead: tuple[Waiting, ...],
     commit_if_row: bool,
 ) -> tuple[Any, list[Any], int, int | None, bool]:
     """On the worker thread: the waiting statements, then this one with all its rows, and
     the COMMIT if asked and a row came back; in one go."""
     cursor = connection.cursor()
     try:
-        for statement in lead:
-            cursor.execute(statement)
+        _run_waiting(cursor, lead)
         if many:
             cursor.executemany(operation, parameters)
         else:
@@ -63,11 +66,23 @@ def _run_statement(
         cursor.close()
 
 
-def _finish(connection: sqlite3.Connection, lead: tuple[str, ...]) -> None:
+def _finish(connection: sqlite3.Connection, lead: tuple[Waiting, ...]) -> None:
     """On the worker thread: the waiting statements, then COMMIT."""
-    for statement in lead:
-        connection.execute(statement)
+    _run_waiting(connection, lead)
     connection.commit()
+
+
+def _run_waiting(runner: sqlite3.Connection | sqlite3.Cursor, lead: tuple[Waiting, ...]) -> None:
+    """On the worker thread: statements that waited for a trip, in order."""
+    for statement in lead:
+        if isinstance(statement, str):
+            runner.execute(statement)
+        else:
+            runner.execute(*statement)
+
+
+# A statement waiting for the next trip: its text, or its text and parameters.
+Waiting = str | tuple[str, Any]
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -122,6 +137,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             adapted: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
             adapted.save_part()
             adapted.waiting.append(operation)
+            self._description, self._rows, self._rowcount = None, collections.deque(), -1
+            return None
+        if operation.find(WITH_NEXT, 0, 40) >= 0:
+            adapted = self._adapt_connection  # type: ignore[assignment]
+            adapted.save_part()
+            adapted.waiting.append((operation, parameters))
             self._description, self._rows, self._rowcount = None, collections.deque(), -1
             return None
         return await self._trip(operation, parameters, many=False)
@@ -191,7 +212,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self.begin_pending = False
         self.commit_if_row = False
         self.committed_early = False
-        self.waiting: list[str] = []
+        self.waiting: list[Waiting] = []
         self.part_open = False  # an update's part is running
         self.part_saved = False  # and its savepoint was made
 
@@ -210,6 +231,16 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         if self.part_saved:
             self.waiting.append(f"ROLLBACK TO SAVEPOINT {_PART}")
 
+    def writes_waiting(self) -> bool:
+        """True if a write still waits for a trip."""
+        return any(not isinstance(statement, str) for statement in self.waiting)
+
+    async def send_waiting(self) -> None:
+        """Send what waits now, in a trip of its own (from async code, not SQLAlchemy's)."""
+        async with self._execute_mutex:
+            connection = self._connection
+            await connection._execute(_run_waiting, connection._conn, self.take_lead())
+
     def end_part(self) -> None:
         """The part is done and keeps its writes."""
         if self.part_saved:
@@ -220,7 +251,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         """Start a write transaction with the next statement."""
         self.begin_pending = True
 
-    def take_lead(self) -> tuple[str, ...]:
+    def take_lead(self) -> tuple[Waiting, ...]:
         """What must run before the next statement: BEGIN, then the waiting savepoints."""
         lead = ("BEGIN IMMEDIATE", *self.waiting) if self.begin_pending else tuple(self.waiting)
         self.begin_pending = False

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.db import commit_with_next_row, make_engine, make_sessionmaker, transaction
+from bot.db import (
+    UpdatePart,
+    commit_with_next_row,
+    make_engine,
+    make_sessionmaker,
+    transaction,
+)
+from bot.sqlite_driver import WITH_NEXT
 
 TABLE = sa.Table(
     "note",
@@ -158,3 +165,50 @@ async def test_a_statement_carrying_the_commit_commits_only_when_it_returns_a_ro
         await session.exec(sa.insert(TABLE).values(id=4, body="다음 거래의 메모"))
         await session.commit()
     assert other.execute("SELECT id FROM note ORDER BY id").fetchall() == [(1,), (2,), (4,)]
+
+
+async def test_an_update_part_gets_its_savepoint_at_its_first_write_and_undoes_only_itself(
+    sessions, other
+):
+    async with sessions() as session:
+        connection = await UpdatePart.driver_connection(session)
+        await session.exec(sa.select(TABLE.c.id))  # the transaction has begun
+        kept = UpdatePart(session, connection)
+        await session.exec(sa.insert(TABLE).values(id=1, body="남을 메모"))
+        await kept.release()
+        reader = UpdatePart(session, connection)
+        await session.exec(sa.select(TABLE.c.id))
+        assert not connection.part_saved  # it only read: no savepoint was made for it
+        await reader.release()
+        refused = UpdatePart(session, connection)
+        await session.exec(sa.insert(TABLE).values(id=2, body="되돌릴 메모"))
+        await refused.rollback()
+        await refused.release()
+        await session.commit()
+    assert other.execute("SELECT id, body FROM note").fetchall() == [(1, "남을 메모")]
+
+
+async def test_a_write_marked_with_next_travels_with_the_next_statement_of_its_part(
+    sessions, other
+):
+    later = sa.update(TABLE).prefix_with(WITH_NEXT).values(body="고친 메모")
+    async with sessions() as session:
+        await session.exec(sa.insert(TABLE).values(id=1, body="메모"))
+        await session.exec(later)
+        assert connection_waits(session.sync_session)  # no trip of its own
+        await session.exec(sa.insert(TABLE).values(id=2, body="메모 2"))
+        await session.commit()
+    assert other.execute("SELECT body FROM note WHERE id = 1").fetchone() == ("고친 메모",)
+    broken = sa.update(TABLE).prefix_with(WITH_NEXT).values(id=1)  # two rows, one id
+    async with sessions() as session:
+        connection = await UpdatePart.driver_connection(session)
+        await session.exec(sa.select(TABLE.c.id))
+        part = UpdatePart(session, connection)
+        await session.exec(broken)
+        with pytest.raises(sqlite3.IntegrityError):  # sent at the part's end, in its name
+            await part.release()
+
+
+def connection_waits(session) -> bool:
+    """True if a write waits in the session's SQLite connection for the next trip."""
+    return session.connection().connection.dbapi_connection.writes_waiting()

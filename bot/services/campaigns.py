@@ -32,6 +32,7 @@ from bot.services import audit, exports, jobs, organizations, outbox
 from bot.services.dialects import is_postgresql
 from bot.services.errors import DomainError, NotOrganizer, SensitiveConsentRequired
 from bot.services.timeparse import parse_duration, parse_when, require_future
+from bot.sqlite_driver import WITH_NEXT
 from models import (
     Campaign,
     CampaignStatus,
@@ -1040,9 +1041,12 @@ async def sign_up(
     if signup is None:
         # A first sign-up, the common tap: two Core statements instead of the ORM's flush,
         # which cost more CPU than the rest of the tap's database work (the row is locked).
-        signup = Signup(campaign_id=campaign.id, member_id=member.id, answers={}, **fields)
-        signup.id = (await session.exec(_insert_signup(), params=_signup_row(signup))).scalar_one()
+        # The counts first: on SQLite their UPDATE goes with the INSERT, in one trip.
         await session.exec(_update_counts(), params={"campaign_id": campaign.id, **counts})
+        row = {"campaign_id": campaign.id, "member_id": member.id, "answers": {}, **fields}
+        signup_id = (await session.exec(_insert_signup(), params=row)).scalar_one()
+        # Only read from here on (the card, the first question): no ORM state to set up.
+        signup = Signup.model_construct(id=signup_id, **row)
         for key, value in counts.items():  # the loaded row as it is now, nothing to flush
             set_committed_value(campaign, key, value)
     else:  # signing up again after cancelling
@@ -1076,18 +1080,10 @@ def _update_counts():
     table = Campaign.__table__
     return (
         sa.update(table)
+        .prefix_with(WITH_NEXT, dialect="sqlite")
         .where(table.c.id == sa.bindparam("campaign_id"))
         .values({key: sa.bindparam(key) for key in _COUNTS})
     )
-
-
-def _signup_row(signup: Signup) -> dict[str, Any]:
-    """A sign-up's columns (without its id) for a Core INSERT."""
-    return {
-        column.key: getattr(signup, column.key)
-        for column in Signup.__table__.c
-        if column.key != "id"
-    }
 
 
 def _waiting(signup: Signup) -> bool:
