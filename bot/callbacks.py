@@ -7,7 +7,6 @@ comes back from the client, so it is only a claim: handlers check it against the
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 VERSION = "v1"
@@ -71,11 +70,25 @@ def decode(data: str | None) -> Callback | None:
     return Callback(feature=parts[1], verb=parts[2], args=tuple(parts[3:]))
 
 
-def pattern(action: str) -> Callable[[object], re.Match[str] | None]:
-    """What matches callback data of ``action``, for CallbackQueryHandler's ``pattern``.
+class ButtonPattern:
+    """Matches callback data of one action, for CallbackQueryHandler's ``pattern``.
 
-    A compiled expression's own ``match``: PTB tries each of ~100 button handlers in turn, and
-    a pattern given as an expression (text or compiled) went through ``re``'s cache each time.
+    A callable, not an expression: PTB tries each of ~100 button handlers in turn, and for an
+    expression (text or compiled) it calls ``re.match``, which looks it up in re's cache each
+    time; this calls the compiled expression's own ``match``.
     """
-    matcher = re.compile("^" + re.escape(f"{VERSION}:{action}") + "(:|$)").match
-    return lambda data: matcher(data) if isinstance(data, str) else None
+
+    __slots__ = ("_match", "action", "pattern")
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.pattern = "^" + re.escape(f"{VERSION}:{action}") + "(:|$)"
+        self._match = re.compile(self.pattern).match
+
+    def __call__(self, data: object) -> re.Match[str] | None:
+        return self._match(data) if isinstance(data, str) else None
+
+
+def pattern(action: str) -> ButtonPattern:
+    """What matches callback data of ``action``, for CallbackQueryHandler."""
+    return ButtonPattern(action)

@@ -24,7 +24,6 @@ of someone who never consented.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel, select
 from telegram.ext import CallbackQueryHandler, CommandHandler
 
+from bot.callbacks import ButtonPattern
 from bot.clock import UTC, FakeClock
 from bot.config import Config
 from bot.db import transaction
@@ -648,10 +648,10 @@ async def test_refused_unchanged_and_audited(world: World, action: Action, actor
     assert recorded == [(world.member_ids[actor], action.audit, "refused")], recorded
 
 
-def _registered_actions(world: World) -> tuple[set[str], list[re.Pattern]]:
+def _registered_actions(world: World) -> tuple[set[str], list[ButtonPattern]]:
     """Every command and every button pattern the running bot has a handler for."""
     commands: set[str] = set()
-    patterns: list[re.Pattern] = []
+    patterns: list[ButtonPattern] = []
     for handlers in world.local.application.handlers.values():
         for handler in handlers:
             if isinstance(handler, CommandHandler):
@@ -661,9 +661,9 @@ def _registered_actions(world: World) -> tuple[set[str], list[re.Pattern]]:
     return commands, patterns
 
 
-def _button_action(pattern: re.Pattern) -> str:
+def _button_action(pattern: ButtonPattern) -> str:
     """``org:set`` for the pattern of ``v1:org:set``."""
-    return pattern.pattern.removeprefix("^v1:").removesuffix("(:|$)").replace("\\", "")
+    return pattern.action
 
 
 async def test_every_command_and_button_is_classified(world: World):
@@ -677,7 +677,7 @@ async def test_every_command_and_button_is_classified(world: World):
     missing = [
         _button_action(p)
         for p in patterns
-        if not any(p.match(data) for data in tried_buttons)
+        if not any(p(data) for data in tried_buttons)
         and _button_action(p) not in OPEN_TO_ALL["buttons"]
         and _button_action(p) not in FLOW_STEPS
     ]
