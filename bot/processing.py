@@ -34,6 +34,7 @@ from models import Member
 
 if TYPE_CHECKING:
     from bot.context import MoimApplication
+    from bot.sqlite_driver import OneTripConnection
 
 log = logging.getLogger(__name__)
 DATABASE_ATTEMPTS = 3
@@ -373,7 +374,7 @@ class SharedTransactions:
     async def _handle(
         self,
         session: AsyncSession,
-        connection,
+        connection: OneTripConnection,
         waiting: _Waiting,
         seen: set[int],
         known: dict[int, Member],
