@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot import telegram_io
 from bot.render import Rendered, plain_text
 from bot.services import members
+from bot.services.errors import DomainError
 
 if TYPE_CHECKING:
     from bot.db import UpdatePart
@@ -227,15 +227,19 @@ class MoimContext(CallbackContext[ExtBot, dict, dict, dict]):
         user_id = scope.telegram_user_id
         scope.member = await members.by_telegram_id(self.session, user_id) if user_id else None
 
-    @asynccontextmanager
-    async def attempt(self) -> AsyncIterator[None]:
-        """A part of the update that may fail alone: if it raises, its database changes and
-        the replies it queued are undone, and what came before in the update stays."""
+    async def refusal_apart(self, work: Callable[[], Awaitable[None]]) -> DomainError | None:
+        """Run a part of the update that may be refused on its own (a link opened right after
+        registering): if it is, its database changes and the replies it queued are undone,
+        what came before in the update stays, and the refusal is returned to be told."""
         scope = self.scope
         actions, after_commit = len(scope.actions), len(scope.after_commit)
         try:
             async with self.session.begin_nested():
-                yield
+                await work()
+        except DomainError as error:
+            del scope.actions[actions:], scope.after_commit[after_commit:]
+            return error
         except Exception:
             del scope.actions[actions:], scope.after_commit[after_commit:]
             raise
+        return None

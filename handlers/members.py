@@ -21,7 +21,7 @@ from telegram.ext import (
 from bot.callbacks import pattern
 from bot.context import MoimApplication, MoimContext
 from bot.services import conversations, members, organizations, privacy
-from bot.services.errors import DomainError, StaleButton, TooYoung
+from bot.services.errors import StaleButton, TooYoung
 from handlers.common import callback, command_text, intended_command, is_private, moim_handler
 
 DEEP_LINK = re.compile(r"^([a-z]+)_([A-Za-z0-9_-]{1,40})$")
@@ -140,12 +140,10 @@ async def open_deep_link(update: Update, context: MoimContext, payload: str) -> 
     if target is None:
         context.reply(update, context.render("members/unknown_link.html"))
         return
-    try:
-        async with context.attempt():
-            await target(update, context, match.group(2))
-    except DomainError as error:
-        # What the link points at refuses (closed, a draft, gone): say so, but keep what came
-        # before in this update, such as the registration the person just completed.
+    # What the link points at may refuse (closed, a draft, gone): say so, but keep what came
+    # before in this update, such as the registration the person just completed.
+    error = await context.refusal_apart(lambda: target(update, context, match.group(2)))
+    if error is not None:
         rendered = context.render(f"{error.feature}/errors.html", code=error.code, **error.params)
         context.reply(update, rendered)
 
