@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -167,6 +167,12 @@ async def read_retrying_once(
         return await read(session)
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """The DBAPI connection under the session's transaction (on SQLite, a OneTripConnection)."""
+    connection = await (await session.connection()).get_raw_connection()
+    return connection.dbapi_connection
+
+
 @asynccontextmanager
 async def commit_with_next_row(session: AsyncSession) -> AsyncIterator[None]:
     """On SQLite, the block's next statement commits the transaction in its own trip to the
@@ -176,8 +182,7 @@ async def commit_with_next_row(session: AsyncSession) -> AsyncIterator[None]:
     PostgreSQL this changes nothing.
     """
     await session.flush()
-    connection = await (await session.connection()).get_raw_connection()
-    adapted = connection.dbapi_connection
+    adapted = await driver_connection(session)
     if not isinstance(adapted, OneTripConnection):
         yield
         return
@@ -196,12 +201,6 @@ class UpdatePart:
         self._session = session
         self._connection = connection
         connection.begin_part()
-
-    @classmethod
-    async def driver_connection(cls, session: AsyncSession) -> OneTripConnection:
-        """The session's SQLite connection, to start parts on."""
-        connection = await (await session.connection()).get_raw_connection()
-        return connection.dbapi_connection
 
     async def rollback(self) -> None:
         """Undo what the part wrote; the session forgets every object it holds, as after a

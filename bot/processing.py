@@ -27,7 +27,7 @@ from telegram.error import ChatMigrated, Forbidden, TelegramError
 from telegram.ext import BaseUpdateProcessor
 
 from bot.context import Action, UpdateScope, enter_scope, leave_scope
-from bot.db import UpdatePart, commit_with_next_row, is_transient, transaction
+from bot.db import UpdatePart, commit_with_next_row, driver_connection, is_transient, transaction
 from bot.i18n import negotiate_language
 from bot.services import members, organizations, outbox, updates
 from models import Member
@@ -339,7 +339,7 @@ class SharedTransactions:
         outcomes = []
         try:
             async with runtime.sessions() as session:
-                connection = await UpdatePart.driver_connection(session)
+                connection = await driver_connection(session)
                 # Asked first, so the transaction holds SQLite's write lock from here on.
                 seen = await updates.processed_among(
                     session, [w.update_id for w in batch if w.update_id is not None]

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from bot.db import (
     UpdatePart,
     commit_with_next_row,
+    driver_connection,
     make_engine,
     make_sessionmaker,
     transaction,
@@ -171,7 +172,7 @@ async def test_an_update_part_gets_its_savepoint_at_its_first_write_and_undoes_o
     sessions, other
 ):
     async with sessions() as session:
-        connection = await UpdatePart.driver_connection(session)
+        connection = await driver_connection(session)
         await session.exec(sa.select(TABLE.c.id))  # the transaction has begun
         kept = UpdatePart(session, connection)
         await session.exec(sa.insert(TABLE).values(id=1, body="남을 메모"))
@@ -201,7 +202,7 @@ async def test_a_write_marked_with_next_travels_with_the_next_statement_of_its_p
     assert other.execute("SELECT body FROM note WHERE id = 1").fetchone() == ("고친 메모",)
     broken = sa.update(TABLE).prefix_with(WITH_NEXT).values(id=1)  # two rows, one id
     async with sessions() as session:
-        connection = await UpdatePart.driver_connection(session)
+        connection = await driver_connection(session)
         await session.exec(sa.select(TABLE.c.id))
         part = UpdatePart(session, connection)
         await session.exec(broken)
